@@ -1,0 +1,237 @@
+"""One typed configuration for the CLI, papermill chapters and tests.
+
+``params/<profile>.yaml`` files are flat mappings of the fields below (they double as
+papermill parameter files). :func:`load_config` reads one, applies ``key=value``
+overrides and validates every value: an unknown key or a wrong type is a
+:class:`~tvq.errors.ConfigError` with one clear line.
+
+Architecture numbers that depend on the dataset (how many stride-2 down-samplings give
+the latent widths) are derived from the data, not configured.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
+
+
+@dataclasses.dataclass
+class Config:
+    # -- what and where ---------------------------------------------------------------
+    dataset: str = "ECG200"          # UCR dataset name
+    profile: str = "custom"          # name of the params file this came from
+    seed: int = 0
+    device: str = "auto"             # auto | cpu | cuda | cuda:N
+    threads: int = 0                 # torch CPU threads (0 = torch's default)
+    data_dir: str = ""               # local UCRArchive_2018 folder ("" = $TVQ_UCR_DIR or none)
+    scaling: str = "thesis"          # thesis (one global mean/std of train) | none
+
+    # -- spectral split (Eq. 32-36, section 3.3) ------------------------------------
+    n_fft: int = 8
+    hop_length: int = 1
+    cutoff: int = 1                  # omega_0: LF keeps frequency bins with index < cutoff
+
+    # -- stage 1: VQ-VAEs (section 2.5.1, 3.3, appendix D) --------------------------------
+    stage1_epochs: int = 2000
+    stage1_batch_size: int = 128
+    stage1_lr: float = 1e-3
+    stage1_weight_decay: float = 1e-6
+    hidden_dim: int = 64             # encoder/decoder channels
+    n_resblocks: int = 4
+    codebook_size: int = 512         # K
+    codebook_dim: int = 4            # d
+    ema_decay: float = 0.8
+    beta: float = 1.0                # commitment weight
+    lf_width_min: int = 16           # LF latent width in [16, 31]
+    hf_width_min: int = 64           # HF latent width in [64, 127]
+    hf_time_loss: str = "mse"        # mse (thesis text) | l1 (thesis code)
+
+    # -- stage 2: latent diffusion (section 2.3, 3.3, appendix D) --------------------------
+    stage2_epochs: int = 1000
+    stage2_batch_size: int = 128
+    stage2_lr: float = 1e-3
+    stage2_weight_decay: float = 1e-6
+    parameterization: str = "eps"    # eps (thesis) | v | x0
+    p_uncond: float = 0.1
+    time_embed_dim: int = 256
+    class_embed_dim: int = 256
+    unet_lf_channels: list[int] = dataclasses.field(default_factory=lambda: [64, 128, 256])
+    unet_hf_channels: list[int] = dataclasses.field(default_factory=lambda: [32, 64, 128, 256])
+    unet_groups: int = 4
+    attn_heads: int = 4
+    attn_head_dim: int = 32
+    lf_conditioning: bool = True     # HF prior sees z0_LF (ablation: False)
+
+    # -- sampling (Algorithm 3-4) ---------------------------------------------------------
+    t_max: float = 0.99
+    steps_uncond: int = 128
+    steps_cond: int = 32
+    guidance: float = 3.0            # w
+    rescale: float = 0.1             # gamma
+    rescale_mode: str = "global"     # global (thesis code) | per_sample (Lin et al.)
+    n_samples: int = 1024
+    n_runs: int = 3
+    sample_batch_size: int = 1024
+
+    # -- evaluation (section 2.6, appendix D) ----------------------------------------------
+    fcn_epochs: int = 1000
+    fcn_batch_size: int = 256
+    fcn_lr: float = 1e-3
+    fcn_weight_decay: float = 1e-5
+
+    # -- book / notebooks -------------------------------------------------------------------
+    save: bool = False               # chapters write to the results store only when True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "Config":
+        return from_mapping({**self.to_dict(), **changes})
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_HINTS = typing.get_type_hints(Config)
+
+_CHOICES = {
+    "scaling": ("thesis", "none"),
+    "hf_time_loss": ("mse", "l1"),
+    "parameterization": ("eps", "v", "x0"),
+    "rescale_mode": ("global", "per_sample"),
+}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Check ``value`` against the field's type; accept ints for floats and strings from -p."""
+    hint = _HINTS[key]
+    origin = typing.get_origin(hint)
+    if origin in (list, typing.List):
+        (inner,) = typing.get_args(hint)
+        if isinstance(value, str):
+            value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"parameter {key!r} must be a list of {inner.__name__}, got {value!r}")
+        return [_coerce_scalar(key, inner, v) for v in value]
+    return _coerce_scalar(key, hint, value)
+
+
+def _coerce_scalar(key: str, typ: type, value: Any) -> Any:
+    if isinstance(value, str) and typ is not str:
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            pass
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+    elif typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif typ is str:
+        if isinstance(value, str):
+            return value
+        if value is None:
+            return ""
+    raise ConfigError(f"parameter {key!r} must be {typ.__name__}, got {value!r}")
+
+
+def _validate(cfg: Config) -> None:
+    for key, allowed in _CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise ConfigError(f"parameter {key!r} must be one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
+    if not 0.0 < cfg.t_max <= 1.0:
+        raise ConfigError(f"t_max must lie in (0, 1], got {cfg.t_max}")
+    if cfg.guidance < 0:
+        raise ConfigError(f"guidance weight must be >= 0, got {cfg.guidance}")
+    if not 0.0 <= cfg.rescale <= 1.0:
+        raise ConfigError(f"rescale gamma must lie in [0, 1], got {cfg.rescale}")
+    if not 0.0 <= cfg.p_uncond < 1.0:
+        raise ConfigError(f"p_uncond must lie in [0, 1), got {cfg.p_uncond}")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise ConfigError(f"ema_decay must lie in [0, 1), got {cfg.ema_decay}")
+    positive = [
+        "n_fft", "hop_length", "cutoff", "stage1_batch_size", "stage2_batch_size", "hidden_dim",
+        "codebook_size", "codebook_dim", "steps_uncond", "steps_cond", "n_samples", "n_runs",
+        "sample_batch_size", "fcn_batch_size", "time_embed_dim", "class_embed_dim",
+        "unet_groups", "attn_heads", "attn_head_dim", "lf_width_min", "hf_width_min",
+    ]
+    for key in positive:
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"parameter {key!r} must be positive, got {getattr(cfg, key)}")
+    for key in ("stage1_epochs", "stage2_epochs", "fcn_epochs", "n_resblocks", "threads"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"parameter {key!r} must be >= 0, got {getattr(cfg, key)}")
+    if not cfg.unet_lf_channels or not cfg.unet_hf_channels:
+        raise ConfigError("U-Net channel lists must not be empty")
+    if cfg.cutoff >= cfg.n_fft // 2 + 1:
+        raise ConfigError(f"cutoff {cfg.cutoff} leaves no high-frequency bins for n_fft {cfg.n_fft}")
+
+
+def from_mapping(mapping: dict[str, Any]) -> Config:
+    """Build a validated :class:`Config` from a flat mapping."""
+    values: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if key not in _FIELDS:
+            close = difflib.get_close_matches(key, list(_FIELDS), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"unknown parameter {key!r}{hint}")
+        values[key] = _coerce(key, value)
+    cfg = Config(**values)
+    _validate(cfg)
+    return cfg
+
+
+def resolve_params_file(name_or_path: str | os.PathLike) -> Path:
+    """``smoke`` → ``params/smoke.yaml``; a path is used as it is."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.exists():
+            raise ConfigError(f"params file not found: {p}")
+        return p
+    candidate = PARAMS_DIR / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    known = sorted(q.stem for q in PARAMS_DIR.glob("*.yaml"))
+    raise ConfigError(f"no params file {name_or_path!r} (known profiles: {', '.join(known)})")
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["key=value", ...]`` → mapping; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        out[key.strip()] = raw.strip()
+    return out
+
+
+def load_config(params: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
+                **kwargs: Any) -> Config:
+    """Read a params file (or start from the defaults), apply overrides, validate."""
+    mapping: dict[str, Any] = {}
+    if params is not None:
+        path = resolve_params_file(params)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of parameters")
+        mapping.update(loaded)
+        mapping.setdefault("profile", path.stem)
+    mapping.update(overrides or {})
+    mapping.update(kwargs)
+    return from_mapping(mapping)
