@@ -1,0 +1,40 @@
+"""Device choice, seeding and CPU threads: the few lines every entry point needs."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from .errors import DeviceError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → CUDA when present, else CPU. Asking for CUDA where there is none is an error."""
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {name!r} was asked for, but this machine has no CUDA device (use device=cpu or auto)")
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
+        return dev
+    raise DeviceError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a CPU generator for explicit sampling."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def set_threads(n: int) -> None:
+    """Set torch's intra-op CPU threads (0 keeps torch's default)."""
+    if n > 0:
+        torch.set_num_threads(n)
