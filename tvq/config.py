@@ -78,7 +78,7 @@ class Config:
     steps_cond: int = 32
     guidance: float = 3.0            # w
     rescale: float = 0.1             # gamma
-    rescale_mode: str = "global"     # global (thesis code) | per_sample (Lin et al.)
+    rescale_mode: str = "global"     # global (thesis code) | per_sample | lin (Lin et al. 2023)
     n_samples: int = 1024
     n_runs: int = 3
     sample_batch_size: int = 1024
@@ -106,7 +106,7 @@ _CHOICES = {
     "scaling": ("thesis", "none"),
     "hf_time_loss": ("mse", "l1"),
     "parameterization": ("eps", "v", "x0"),
-    "rescale_mode": ("global", "per_sample"),
+    "rescale_mode": ("global", "per_sample", "lin"),
 }
 
 

@@ -34,7 +34,8 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     with atomic_path(path, suffix=".npy") as tmp:
-        np.save(tmp, array)
+        with open(tmp, "wb") as fh:  # a file object: np.save would append ".npy" to a path
+            np.save(fh, array)
 
 
 def _json_default(o: Any) -> Any:

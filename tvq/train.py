@@ -1,0 +1,287 @@
+"""Training TimeVQVDM: Algorithm 1 (stage 1), the scalers, Algorithm 2 (stage 2).
+
+Appendix D's recipe: AdamW, learning rate 1e-3 annealed to 0 by a cosine schedule (per
+optimizer step, no warm-up, as the thesis code), batch 128, epochs from the params file.
+
+Every phase is resumable. A checkpoint is written atomically at the end of each phase and at
+most every ``checkpoint_seconds`` in between, always at an epoch boundary. It holds the
+weights, the optimizer and scheduler states and the state of the one random generator that
+drives batching, diffusion times, noise and class dropout, so a resumed run on the CPU
+reproduces an uninterrupted one exactly. It is read back with ``torch.load(weights_only=True)``
+(no arbitrary unpickling) and refused when it belongs to another dataset or configuration.
+
+Stage 2 trains on latents of the frozen stage 1 computed once, in eval mode (the thesis code
+re-encodes every batch with batch norm left in training mode, which both costs time and
+lets the latents drift).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .config import Config, load_config, parse_overrides
+from .data import UCRDataset, load_ucr
+from .device import resolve_device, seed_everything, set_threads
+from .errors import CheckpointError
+from .io import atomic_path, write_json
+
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+RUN_JSON = "run.json"
+
+# Config fields that do not change what training computes (sampling, evaluation, bookkeeping).
+_NOT_TRAINING = {
+    "profile", "device", "threads", "data_dir", "save", "t_max", "steps_uncond", "steps_cond",
+    "guidance", "rescale", "rescale_mode", "n_samples", "n_runs", "sample_batch_size",
+    "fcn_epochs", "fcn_batch_size", "fcn_lr", "fcn_weight_decay",
+}
+
+
+def training_fingerprint(cfg: Config, dataset: UCRDataset) -> str:
+    """Hash of everything that determines the trained weights: the data and the training config."""
+    h = hashlib.sha256()
+    h.update(json.dumps({k: v for k, v in cfg.to_dict().items() if k not in _NOT_TRAINING}, sort_keys=True).encode())
+    for a in (dataset.x_train, dataset.y_train):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclasses.dataclass
+class TrainState:
+    phase: str = "stage1"        # stage1 -> stage2 -> done
+    epoch: int = 0               # epochs finished in the current phase
+    history: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    wall_s: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def cosine_lr(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Cosine annealing from the initial learning rate to 0 over ``total_steps``."""
+    total = max(total_steps, 1)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total)))
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """One epoch of shuffled index batches (the last one may be short; none is dropped)."""
+    perm = torch.randperm(n, generator=generator)
+    return list(perm.split(batch_size))
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer, scheduler, generator: torch.Generator,
+                    state: TrainState, fingerprint: str) -> None:
+    payload = {
+        "format": "tvq-checkpoint-1",
+        "fingerprint": fingerprint,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else {},
+        "scheduler": scheduler.state_dict() if scheduler is not None else {},
+        "generator": generator.get_state(),
+        "state": json.dumps(dataclasses.asdict(state)),
+    }
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: Path, fingerprint: str | None) -> dict[str, Any]:
+    """Read a checkpoint safely; refuse a corrupted one or one of another run."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}") from None
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a readable tvq checkpoint ({exc.__class__.__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != "tvq-checkpoint-1":
+        raise CheckpointError(f"{path} is not a tvq checkpoint")
+    if fingerprint is not None and payload.get("fingerprint") != fingerprint:
+        raise CheckpointError(
+            f"{path} belongs to another dataset or training configuration; use a new --out folder or --restart")
+    return payload
+
+
+# -- the loops ----------------------------------------------------------------------------------
+def _run_phase(name: str, *, model, params, n_items: int, batch_size: int, epochs: int, lr: float,
+               weight_decay: float, step_fn: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+               state: TrainState, generator: torch.Generator, ckpt: Path, fingerprint: str,
+               payload: dict | None, checkpoint_seconds: float, progress: bool) -> None:
+    steps_per_epoch = math.ceil(n_items / batch_size)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    scheduler = cosine_lr(optimizer, epochs * steps_per_epoch)
+    if payload is not None and payload["optimizer"]:
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+    last_save = time.monotonic()
+    start = time.monotonic() - state.wall_s.get(name, 0.0)
+    bar = tqdm(total=epochs, initial=state.epoch, desc=f"{name}", unit="epoch", disable=not progress,
+               dynamic_ncols=True, leave=False)
+    try:
+        while state.epoch < epochs:
+            sums: dict[str, float] = {}
+            for idx in batches(n_items, batch_size, generator):
+                terms = step_fn(idx)
+                optimizer.zero_grad(set_to_none=True)
+                terms["total"].backward()
+                optimizer.step()
+                scheduler.step()
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
+            state.epoch += 1
+            for k, v in sums.items():
+                state.history.setdefault(f"{name}/{k}", []).append(v / n_items)
+            bar.update(1)
+            bar.set_postfix(loss=f"{sums['total'] / n_items:.4f}")
+            state.wall_s[name] = time.monotonic() - start
+            if time.monotonic() - last_save >= checkpoint_seconds and state.epoch < epochs:
+                save_checkpoint(ckpt, model, optimizer, scheduler, generator, state, fingerprint)
+                last_save = time.monotonic()
+    finally:
+        bar.close()
+    state.wall_s[name] = time.monotonic() - start
+
+
+def train(cfg: Config, out_dir: str | Path, *, dataset: UCRDataset | None = None, restart: bool = False,
+          progress: bool = True, checkpoint_seconds: float = 60.0, stop_after: str | None = None):
+    """Train TimeVQVDM on ``cfg.dataset``; resume from ``out_dir`` when a checkpoint is there.
+
+    ``stop_after="stage1"`` ends after stage 1 and the scalers (the checkpoint stays resumable).
+    Returns the trained model (in eval mode).
+    """
+    from .model import TimeVQVDM  # the model module imports the networks; keep `tvq train --help` light
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    set_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    ds = dataset if dataset is not None else load_ucr(cfg.dataset, data_dir=cfg.data_dir or None, scaling=cfg.scaling)
+    fingerprint = training_fingerprint(cfg, ds)
+    generator = seed_everything(cfg.seed)
+    model = TimeVQVDM.from_config(cfg, length=ds.length, n_classes=ds.n_classes).to(device)
+    ckpt = out / CHECKPOINT
+    state, payload = TrainState(), None
+    if ckpt.exists() and not restart:
+        payload = load_checkpoint(ckpt, fingerprint)
+        model.load_state_dict(payload["model"])
+        generator.set_state(payload["generator"])
+        state = TrainState(**json.loads(payload["state"]))
+        if state.phase == "done":
+            payload = None
+    write_json(out / "config.json", {**cfg.to_dict(), "dataset": ds.name})
+
+    x_train = torch.from_numpy(ds.x_train).to(device)
+    y_train = torch.from_numpy(ds.y_train).to(device)
+
+    # 1. Stage 1: VQ-VAEs (Algorithm 1).
+    if state.phase == "stage1":
+        model.train()
+        _run_phase("stage1", model=model, params=model.stage1_parameters(), n_items=len(x_train),
+                   batch_size=cfg.stage1_batch_size, epochs=cfg.stage1_epochs, lr=cfg.stage1_lr,
+                   weight_decay=cfg.stage1_weight_decay, step_fn=lambda idx: model.stage1_loss(x_train[idx.to(device)]),
+                   state=state, generator=generator, ckpt=ckpt, fingerprint=fingerprint, payload=payload,
+                   checkpoint_seconds=checkpoint_seconds, progress=progress)
+        # 2. The scalers S_LF, S_HF: mean and std of the encoded training set (eval mode).
+        model.fit_scalers(x_train)
+        state.phase, state.epoch, payload = "stage2", 0, None
+        save_checkpoint(ckpt, model, None, None, generator, state, fingerprint)
+        if stop_after == "stage1":
+            return model.eval()
+
+    # 3. Stage 2: the two diffusion priors on cached latents (Algorithm 2).
+    if state.phase == "stage2":
+        z0_lf, z0_hf = model.encode(x_train)  # frozen stage 1, eval mode, computed once
+        model.train()
+        model.stage1.eval()  # batch-norm statistics stay frozen
+        _run_phase("stage2", model=model, params=model.stage2_parameters(), n_items=len(x_train),
+                   batch_size=cfg.stage2_batch_size, epochs=cfg.stage2_epochs, lr=cfg.stage2_lr,
+                   weight_decay=cfg.stage2_weight_decay,
+                   step_fn=lambda idx: model.stage2_loss(z0_lf[idx.to(device)], z0_hf[idx.to(device)],
+                                                         y_train[idx.to(device)], generator),
+                   state=state, generator=generator, ckpt=ckpt, fingerprint=fingerprint, payload=payload,
+                   checkpoint_seconds=checkpoint_seconds, progress=progress)
+        state.phase, state.epoch = "done", 0
+        save_checkpoint(ckpt, model, None, None, generator, state, fingerprint)
+
+    model.eval()
+    save_model(out, model, cfg, ds, state, fingerprint)
+    return model
+
+
+def save_model(out: Path, model, cfg: Config, ds: UCRDataset, state: TrainState, fingerprint: str) -> None:
+    """The trained weights plus everything needed to rebuild the model and label its numbers."""
+    meta = {
+        "format": "tvq-model-1",
+        "dataset": ds.name, "length": ds.length, "n_classes": ds.n_classes,
+        "class_counts": np.bincount(ds.y_train, minlength=ds.n_classes).tolist(),
+        "fingerprint": fingerprint, "config": cfg.to_dict(),
+        "final_losses": {k: v[-1] for k, v in state.history.items() if v},
+        "wall_s": state.wall_s,
+        "versions": {"tvq": __version__, "torch": torch.__version__, "numpy": np.__version__,
+                     "python": platform.python_version()},
+        "hardware": hardware_summary(),
+    }
+    with atomic_path(out / MODEL, suffix=".pt") as tmp:
+        torch.save({"format": "tvq-model-1", "model": model.state_dict(), "meta": json.dumps(meta)}, tmp)
+    write_json(out / RUN_JSON, {**meta, "history": state.history})
+
+
+def hardware_summary() -> dict[str, Any]:
+    info: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def load_model(run_dir: str | Path, device: str = "auto"):
+    """Rebuild a trained model from ``run_dir/model.pt``; returns ``(model, meta)``."""
+    from .config import from_mapping
+    from .model import TimeVQVDM
+
+    path = Path(run_dir) / MODEL
+    if not path.exists():
+        raise CheckpointError(f"no trained model at {path} (run `tvq train` first, or let it finish)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        meta = json.loads(payload["meta"])
+        assert payload.get("format") == "tvq-model-1"
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a readable tvq model ({exc.__class__.__name__})") from None
+    cfg = from_mapping(meta["config"])
+    model = TimeVQVDM.from_config(cfg, length=meta["length"], n_classes=meta["n_classes"])
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError:
+        raise CheckpointError(f"{path} does not match the architecture its own config describes") from None
+    return model.to(resolve_device(device)).eval(), meta
+
+
+# -- command line ---------------------------------------------------------------------------------
+def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train TimeVQVDM on a UCR dataset (resumable)")
+    p.add_argument("name", help="UCR dataset name")
+    p.add_argument("-f", "--params", default="smoke", help="params file or profile name (default: smoke)")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="override one parameter")
+    p.add_argument("--out", required=True, help="run folder (checkpoint, model, run.json)")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cli_train)
+
+
+def _cli_train(args: argparse.Namespace) -> int:
+    cfg = load_config(args.params, {**parse_overrides(args.param), "dataset": args.name})
+    t0 = time.monotonic()
+    train(cfg, args.out, restart=args.restart, progress=not args.no_progress and sys.stderr.isatty())
+    meta = json.loads((Path(args.out) / RUN_JSON).read_text())
+    losses = ", ".join(f"{k} {v:.4g}" for k, v in meta["final_losses"].items() if k.endswith("total"))
+    print(f"trained {meta['dataset']} in {time.monotonic() - t0:.1f} s ({losses}); model in {Path(args.out) / MODEL}")
+    return 0
