@@ -52,10 +52,11 @@ def _as_time(t: Tensor | float, like: Tensor | None = None) -> Tensor:
 def alpha(t: Tensor) -> Tensor:
     """Signal amplitude α_t = cos(π t / 2) of the cosine schedule, Eq. (18).
 
-    Clamped at 0: in float32, cos(π/2) is −4.4e-8, and a negative α_t at t = 1 flips the
-    sign of the first sampling step (the thesis code's t_max = 1 failure, see DESIGN.md).
+    Evaluated as sin(π (1 − t) / 2), the same function, so that α_1 is exactly 0 and α_t is
+    accurate near t = 1. A plain float32 cos(π/2) is −4.4e-8: a negative α_t at t = 1 flips
+    the sign of the first sampling step (the thesis code's t_max = 1 failure, DESIGN.md).
     """
-    return torch.cos(t * (math.pi / 2)).clamp_min(0.0)
+    return torch.sin((1.0 - t) * (math.pi / 2)).clamp_min(0.0)
 
 
 @implements("18")

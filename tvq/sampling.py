@@ -1,0 +1,335 @@
+"""Samplers for the latent diffusion priors: Algorithm 3 (ancestral sampling with guidance and
+rescaling) and the LF → HF cascade of Algorithm 4 (up to the scaled latents).
+
+In the style of k-diffusion: each sampler is one function of a model callable
+``model_fn(z_t, t, class_labels, cond) -> prediction`` (a :class:`tvq.unet.UNet1D` is one),
+a shape and keyword options, with an optional ``callback(info)`` called after every step.
+
+Decoding (un-scaling, quantising, stage-1 decoders, ISTFT) is not here: the cascade returns
+the two sampled latents z0_LF, z0_HF in the scaled space the priors were trained in.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .diffusion import (RESCALE_MODES, ModelFn, check_parameterization, classifier_free_guidance,
+                        posterior_coefficients, rescale_guidance_lin, rescale_latent)
+from .equations import implements
+from .errors import ConfigError
+
+Callback = Callable[[dict[str, Any]], None]
+
+
+# -- time grid and per-step coefficients -------------------------------------------------------
+
+
+def time_grid(steps: int, t_max: float = 0.99) -> Tensor:
+    """Times τ_i = t_max · i / T for i = 0..T (float64, increasing); the sampler walks it from i = T down to 0.
+
+    The thesis discretises [0, 1] as τ_i = i / T (section 2.3.5) and "halts the diffusion" at
+    t_max (section 4.1, Table 3): sampling starts from pure noise z ~ N(0, I) treated as
+    z_{t_max} and takes T equal steps to 0. With t_max < 1 the start is a small
+    approximation (at 0.99, SNR = 2.5e-4); with t_max = 1 the first step's z0 estimate has
+    to come from z_1, which carries no information about z0 (see :func:`step_coefficients`).
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"the number of sampling steps must be a positive integer, got {steps!r}")
+    if not 0.0 < t_max <= 1.0:
+        raise ConfigError(f"t_max must lie in (0, 1], got {t_max}")
+    return torch.arange(steps + 1, dtype=torch.float64) * (t_max / steps)
+
+
+def _thesis_alpha_sigma(t: Tensor) -> tuple[Tensor, Tensor]:
+    """α_t, σ_t as the thesis code computes them: float32 cos/sin, unclamped (cos(π/2) = −4.4e-8)."""
+    beta = t.float() * (math.pi / 2)
+    return torch.cos(beta).double(), torch.sin(beta).double()
+
+
+def step_coefficients(s: Tensor, t: Tensor, parameterization: str = "eps",
+                      thesis_alpha: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    """(a, b, std) with z_s = a z_t + b f_θ(z_t) + std δ: one ancestral step, Eq. (20) + (28),
+    with ẑ0 written in terms of the model output f_θ by Eq. (22) (ε), (24) (v) or directly (z0).
+
+    Fusing the conversion into two scalars per step lets the sampler update z in place.
+    For ε-prediction this is exactly Eq. (23) / Algorithm 3:
+    a = α_s/α_t, b = −(1 − e^{λ_t−λ_s}) σ_t α_s/α_t.
+    At α_t = 0 (t = 1) ẑ0 cannot be read off ε̂; its Bayes-optimal value E[z0] is 0 for
+    the standardised latents (section 3.3), so the step becomes z_s = σ_s δ — finite and exact.
+    v- and z0-prediction need no such case.
+
+    ``thesis_alpha=True`` reproduces the thesis code's float32 α(1) = −4.4e-8 (a ≈ −2.8e5 at
+    t = 1 for T = 128): only for reproducing Table 3's t_max = 1.0 row.
+    """
+    check_parameterization(parameterization)
+    s, t = s.double(), t.double()
+    if thesis_alpha:
+        a_s, s_s = _thesis_alpha_sigma(s)
+        a_t, s_t = _thesis_alpha_sigma(t)
+        c = 1.0 - (a_t * s_s / (a_s * s_t)) ** 2        # 1 − e^{λ_t−λ_s}, as the thesis code writes it
+        coef_zt, coef_z0, var = a_t * s_s**2 / (a_s * s_t**2), c * a_s, c * s_s**2
+    else:
+        from .diffusion import alpha, sigma
+        a_t, s_t = alpha(t), sigma(t)
+        coef_zt, coef_z0, var = posterior_coefficients(s, t)
+    if parameterization == "x0":
+        a, b = coef_zt, coef_z0
+    elif parameterization == "v":                       # ẑ0 = α_t z_t − σ_t v
+        a, b = coef_zt + coef_z0 * a_t, -coef_z0 * s_t
+    else:                                               # ẑ0 = (z_t − σ_t ε̂) / α_t, or 0 at α_t = 0
+        safe = a_t != 0
+        inv = torch.where(safe, 1.0 / torch.where(safe, a_t, torch.ones_like(a_t)), torch.zeros_like(a_t))
+        a, b = coef_zt + coef_z0 * inv, -coef_z0 * s_t * inv
+    return a, b, var.clamp_min(0.0).sqrt()
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _infer_device(model_fn: ModelFn, device: torch.device | str | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    params = getattr(model_fn, "parameters", None)
+    if callable(params):
+        for p in params():
+            return p.device
+    return torch.device("cpu")
+
+
+class _Noise:
+    """Draws N(0, I) into a reused buffer from ``generator`` (on its own device, copied over if needed)."""
+
+    def __init__(self, shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None):
+        self.generator = generator
+        gen_device = generator.device if generator is not None else device
+        self.out = torch.empty(shape, device=device)
+        self.host = None if gen_device == device else torch.empty(shape, device=gen_device)
+
+    def draw(self) -> Tensor:
+        if self.host is None:
+            return torch.randn(self.out.shape, generator=self.generator, out=self.out)
+        torch.randn(self.host.shape, generator=self.generator, out=self.host)
+        return self.out.copy_(self.host)
+
+
+def _check_labels(class_labels: Tensor | None, batch: int, null_label: int | None, device: torch.device) -> Tensor | None:
+    if class_labels is None:
+        return None
+    class_labels = torch.as_tensor(class_labels)
+    if class_labels.dtype.is_floating_point or class_labels.shape != (batch,):
+        raise ConfigError(f"class_labels must be an integer tensor of shape ({batch},), got "
+                          f"{class_labels.dtype} {tuple(class_labels.shape)}")
+    if batch and (int(class_labels.min()) < 0 or (null_label is not None and int(class_labels.max()) > null_label)):
+        raise ConfigError(f"class labels must lie in 0..{null_label} (the last one is unconditional)")
+    return class_labels.to(device=device, dtype=torch.long)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+# -- Algorithm 3 ---------------------------------------------------------------------------------
+
+
+@implements("21", "27", "28")
+def sample_ancestral(
+    model_fn: ModelFn,
+    shape: tuple[int, ...],
+    *,
+    steps: int,
+    t_max: float = 0.99,
+    guidance: float = 1.0,
+    rescale: float = 0.0,
+    rescale_mode: str = "global",
+    class_labels: Tensor | None = None,
+    cond: Tensor | None = None,
+    parameterization: str = "eps",
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    null_label: int | None = None,
+    device: torch.device | str | None = None,
+    bf16: bool = False,
+    thesis_alpha: bool = False,
+) -> Tensor:
+    """Ancestral sampling from one latent diffusion prior, Algorithm 3 (Eq. 27-31).
+
+    Starts from z ~ N(0, I) at t = t_max and walks the grid of :func:`time_grid` down to 0.
+    Each step i (t = τ_i, s = τ_{i−1}):
+      1. f̂ = (1 − w) f_θ(z, t, Ø, z_in) + w f_θ(z, t, y, z_in)  — classifier-free guidance, Eq. (29);
+         the conditional and unconditional halves go through the network as ONE batch of 2B;
+      2. z ← μ_{s|t}(z, ẑ0(f̂)) + σ_{s|t} δ, δ ~ N(0, I)        — Eq. (20)/(23) and (28);
+      3. z ← (1 − γ) z + γ z / std(z)                             — rescaling, Eq. (30)-(31).
+
+    Args:
+        model_fn: f_θ, called as model_fn(z_t, t (B,), labels (B,) or None, cond or None).
+        shape: (B, C, W) of the latents.
+        steps: T. t_max: start time (thesis Table 3: 0.99; 1.0 is handled exactly, see
+            :func:`step_coefficients`).
+        guidance: w. With class_labels None the sampler is unconditional (null class, one
+            forward); w = 1 is plain conditional sampling (one forward); w = 0 unconditional.
+        rescale: γ ∈ [0, 1]; rescale_mode: ``global`` (one std over the batch tensor, the
+            thesis code), ``per_sample`` (each sample's own std), or ``lin`` (Lin et al. 2023:
+            the guided prediction rescaled per sample to the conditional prediction's std,
+            a different method kept for comparison; identity without guidance).
+        class_labels: (B,) ints in 0..C−1 (C = null_label allowed: unconditional rows).
+        cond: input condition z_in (HF prior: the sampled z0_LF), passed to every call.
+        parameterization: what the model predicts: eps (thesis), v or x0.
+        generator: torch.Generator for z_T and every δ; same seed → identical samples.
+        callback: called after every step with {"i", "t", "s", "z", "pred"} (live tensors:
+            clone what you keep).
+        null_label: index of the unconditional class; default ``model_fn.null_label``.
+        device: where to sample; default the model's device.
+        bf16: run the network under bfloat16 autocast (the sampler's arithmetic stays float32).
+        thesis_alpha: reproduce the thesis code's float32 α(1) < 0 (see :func:`step_coefficients`).
+
+    Returns:
+        z0 (B, C, W), float32, in the scaled latent space of the prior.
+    """
+    check_parameterization(parameterization)
+    if rescale_mode not in RESCALE_MODES:
+        raise ConfigError(f"rescale_mode must be one of {', '.join(RESCALE_MODES)}, got {rescale_mode!r}")
+    if not 0.0 <= rescale <= 1.0:
+        raise ConfigError(f"rescale gamma must lie in [0, 1], got {rescale}")
+    if guidance < 0:
+        raise ConfigError(f"guidance weight must be >= 0, got {guidance}")
+    if len(shape) != 3 or min(shape) < 1:
+        raise ConfigError(f"latent shape must be (B, C, W) with positive sizes, got {tuple(shape)}")
+    device = _infer_device(model_fn, device)
+    b = shape[0]
+    null_label = null_label if null_label is not None else getattr(model_fn, "null_label", None)
+    class_labels = _check_labels(class_labels, b, null_label, device)
+    if cond is not None:
+        cond = cond.to(device=device, dtype=torch.float32)
+
+    # Which forwards are needed: a single one unless guidance really mixes two predictions.
+    guided = class_labels is not None and guidance not in (0.0, 1.0)
+    if class_labels is not None and guidance == 0.0:
+        class_labels = None                       # w = 0: unconditional only
+    if guided:
+        if null_label is None:
+            raise ConfigError("classifier-free guidance needs null_label (the unconditional class index C)")
+        labels_in = torch.cat((class_labels, torch.full_like(class_labels, null_label)))
+        cond_in = torch.cat((cond, cond)) if cond is not None else None
+        z_in = torch.empty((2 * b, *shape[1:]), device=device)
+        t_in = torch.empty(2 * b, device=device)
+    else:
+        labels_in, cond_in, z_in, t_in = class_labels, cond, None, torch.empty(b, device=device)
+
+    grid = time_grid(steps, t_max)
+    a, bb, std = (x.tolist() for x in step_coefficients(grid[:-1], grid[1:], parameterization, thesis_alpha))
+    times = grid.tolist()
+    noise = _Noise(tuple(shape), device, generator)
+    z = noise.draw().clone()                      # z_{t_max} ~ N(0, I)
+
+    with torch.inference_mode(), _autocast(device, bf16):
+        for i in range(steps, 0, -1):
+            t_in.fill_(times[i])
+            if guided:
+                z_in[:b].copy_(z)
+                z_in[b:].copy_(z)
+                out = model_fn(z_in, t_in, labels_in, cond_in).float()
+                pred_cond, pred_uncond = out[:b], out[b:]
+                pred = classifier_free_guidance(pred_uncond, pred_cond, guidance)
+                if rescale_mode == "lin":
+                    pred = rescale_guidance_lin(pred, pred_cond, rescale)
+            else:
+                pred = model_fn(z, t_in, labels_in, cond_in).float()
+
+            # z_s = a z_t + b f̂ + std δ (in place: z is ours)
+            z.mul_(a[i - 1]).add_(pred, alpha=bb[i - 1])
+            if std[i - 1] > 0:
+                z.add_(noise.draw(), alpha=std[i - 1])
+            if rescale_mode != "lin":
+                z = rescale_latent(z, rescale, rescale_mode)
+            if callback is not None:
+                callback({"i": i, "t": times[i], "s": times[i - 1], "z": z, "pred": pred})
+    return z.clone()                              # a normal tensor, usable outside inference mode
+
+
+# -- Algorithm 4, latent part --------------------------------------------------------------------
+
+
+def sample_cascade(
+    lf_model_fn: ModelFn,
+    hf_model_fn: ModelFn,
+    lf_shape: tuple[int, ...],
+    hf_shape: tuple[int, ...],
+    *,
+    steps_lf: int,
+    steps_hf: int | None = None,
+    lf_conditioning: bool = True,
+    callback: Callback | None = None,
+    **kwargs: Any,
+) -> tuple[Tensor, Tensor]:
+    """Cascaded sampling, the latent half of Algorithm 4: z0_LF ~ p(z_LF | y), then
+    z0_HF ~ p(z_HF | z0_LF, y), each by :func:`sample_ancestral`.
+
+    The HF prior gets the sampled (scaled) z0_LF as its input condition z_in — the same
+    scaled latent it saw in training (Algorithm 2) — unless ``lf_conditioning`` is False
+    (ablation). Shared keywords (guidance, rescale, rescale_mode, class_labels, t_max,
+    parameterization, generator, bf16, ...) go to both samplers; the callback's info dict
+    gains ``"stage": "lf" | "hf"``.
+
+    Returns (z0_LF, z0_HF), scaled latents; un-scaling and decoding belong to stage 1.
+    """
+    if lf_shape[0] != hf_shape[0]:
+        raise ConfigError(f"LF and HF batch sizes differ: {lf_shape[0]} vs {hf_shape[0]}")
+    for bad in ("cond", "steps", "shape"):
+        if bad in kwargs:
+            raise ConfigError(f"sample_cascade sets {bad!r} itself; use steps_lf / steps_hf / lf_conditioning")
+
+    def tagged(stage: str) -> Callback | None:
+        if callback is None:
+            return None
+        return lambda info: callback({**info, "stage": stage})
+
+    z0_lf = sample_ancestral(lf_model_fn, lf_shape, steps=steps_lf, callback=tagged("lf"), **kwargs)
+    z0_hf = sample_ancestral(hf_model_fn, hf_shape, steps=steps_hf or steps_lf,
+                             cond=z0_lf if lf_conditioning else None, callback=tagged("hf"), **kwargs)
+    return z0_lf, z0_hf
+
+
+# -- class labels and configuration ------------------------------------------------------------
+
+
+def class_counts_by_proportion(y_train: Tensor | np.ndarray, n: int, n_classes: int | None = None) -> np.ndarray:
+    """How many of n samples each class gets, in the training proportions (largest remainders).
+
+    Thesis section 3.6: a 100 : 300 training set gives 256 : 768 of 1024 samples.
+    """
+    y = np.asarray(y_train.cpu() if isinstance(y_train, Tensor) else y_train).reshape(-1)
+    if y.size == 0 or n < 0:
+        raise ConfigError("class proportions need a non-empty label set and n >= 0")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+        raise ConfigError("training labels must be integers in 0..C-1")
+    counts = np.bincount(y, minlength=n_classes or 0).astype(np.float64)
+    exact = counts / counts.sum() * n
+    out = np.floor(exact).astype(np.int64)
+    short = n - int(out.sum())
+    order = np.argsort(-(exact - out), kind="stable")      # ties: smaller class index first
+    out[order[:short]] += 1
+    return out
+
+
+def class_labels_by_proportion(y_train: Tensor | np.ndarray, n: int, generator: torch.Generator | None = None,
+                               n_classes: int | None = None) -> Tensor:
+    """n class labels (int64, shuffled with ``generator``) in the training proportions, for conditional sampling."""
+    counts = class_counts_by_proportion(y_train, n, n_classes)
+    labels = torch.repeat_interleave(torch.arange(len(counts)), torch.as_tensor(counts))
+    return labels[torch.randperm(n, generator=generator)]
+
+
+def sampler_kwargs(cfg, conditional: bool) -> dict[str, Any]:
+    """Sampler options from a :class:`tvq.config.Config`: the thesis's unconditional run uses
+    ``steps_uncond`` and no guidance; the conditional run ``steps_cond`` and ``guidance``."""
+    steps = cfg.steps_cond if conditional else cfg.steps_uncond
+    return dict(steps_lf=steps, steps_hf=steps, t_max=cfg.t_max, guidance=cfg.guidance if conditional else 1.0,
+                rescale=cfg.rescale, rescale_mode=cfg.rescale_mode, parameterization=cfg.parameterization,
+                lf_conditioning=cfg.lf_conditioning)
