@@ -1,0 +1,189 @@
+"""Run a book chapter as a parameterised notebook: the ``tvq chapter`` command.
+
+The chapters in ``book/`` are jupytext MyST notebooks. Each has a cell tagged
+``parameters`` that holds plain literals (``dataset``, ``profile``, ``device``, ``seed``)
+and, right after it, a setup cell that turns whatever papermill injected into one typed
+:class:`~tvq.config.Config`::
+
+    cfg = chapter_config(globals())
+
+so a chapter reads the same ``params/<profile>.yaml`` files as the command line and the
+tests, and a wrong key or value fails with a :class:`~tvq.errors.ConfigError` before any
+work is done.
+
+``tvq chapter book/diffusion.md -f params/smoke.yaml -p dataset=Coffee`` validates the
+parameters here first, converts the chapter with jupytext, executes it with papermill
+(working directory ``book/``, so relative paths behave as in the book build) and writes the
+executed notebook under ``runs/chapters/``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .config import Config, load_config, parse_overrides, resolve_params_file
+from .errors import ConfigError, TvqError
+
+__all__ = ["chapter_config", "read_chapter", "run_chapter", "default_output", "add_subcommands",
+           "ChapterError", "RUNS_DIR"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RUNS_DIR = REPO_ROOT / "runs" / "chapters"
+
+# Names the setup cell reads besides the Config fields: where the parameters came from.
+_PARAMS_FILE_KEY = "params_file"
+
+
+class ChapterError(TvqError):
+    """A chapter that cannot be run: missing, not a jupytext MyST notebook, or a failing cell."""
+
+
+# ----------------------------------------------------------------------------------------
+# Inside a chapter
+# ----------------------------------------------------------------------------------------
+
+def chapter_config(namespace: Mapping[str, Any]) -> Config:
+    """Typed configuration of a chapter from its (papermill-injected) global variables.
+
+    Every name in ``namespace`` that is a :class:`Config` field is an override; the base is
+    the params file named by ``params_file`` (set by ``tvq chapter``) or else by
+    ``profile``. Papermill's ``-f params/P.yaml`` injects every key of that file, so both
+    routes give the same configuration.
+    """
+    fields = set(Config.__dataclass_fields__)
+    values = {k: namespace[k] for k in fields if k in namespace}
+    params = namespace.get(_PARAMS_FILE_KEY) or values.get("profile") or None
+    cfg = load_config(params, values)
+    if cfg.profile == "custom" and params:
+        cfg = cfg.replace(profile=Path(str(params)).stem)
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------
+# Outside: reading and running chapters
+# ----------------------------------------------------------------------------------------
+
+def read_chapter(path: str | os.PathLike):
+    """Read a jupytext MyST chapter (or an .ipynb) into a notebook node."""
+    import jupytext
+
+    path = Path(path)
+    if not path.exists():
+        raise ChapterError(f"chapter not found: {path}")
+    if path.suffix not in (".md", ".ipynb"):
+        raise ChapterError(f"{path}: a chapter is a jupytext .md (MyST) or an .ipynb file")
+    if path.suffix == ".md" and "format_name: myst" not in path.read_text(encoding="utf-8")[:2000]:
+        raise ChapterError(f"{path}: not a jupytext MyST notebook (its header lacks 'format_name: myst')")
+    nb = jupytext.read(path)
+    if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
+        raise ChapterError(f"{path}: no cell is tagged 'parameters', so it cannot take -p/-f values")
+    return nb
+
+
+def _params_mapping(params_file: Path) -> dict[str, Any]:
+    loaded = yaml.safe_load(params_file.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{params_file}: expected a mapping of parameters")
+    return loaded
+
+
+def chapter_parameters(params: str | os.PathLike | None, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validated values to inject into a chapter's parameters cell.
+
+    Only the keys the user set (the params file's and the overrides) are injected, with
+    the types :class:`Config` gives them, plus ``params_file`` so the chapter loads the
+    same file. Raises :class:`ConfigError` on any bad key or value.
+    """
+    overrides = dict(overrides or {})
+    mapping: dict[str, Any] = {}
+    params_file = None
+    if params is not None:
+        params_file = resolve_params_file(params).resolve()
+        mapping.update(_params_mapping(params_file))
+    cfg = load_config(params_file, overrides)
+    chosen = {k: getattr(cfg, k) for k in (*mapping, *overrides)}
+    if params_file is not None:
+        chosen[_PARAMS_FILE_KEY] = str(params_file)
+    return chosen
+
+
+def default_output(chapter: str | os.PathLike, parameters: Mapping[str, Any]) -> Path:
+    """``runs/chapters/<chapter>_<dataset>_<profile>.ipynb``."""
+    stem = Path(chapter).stem
+    dataset = parameters.get("dataset", "default")
+    profile = parameters.get("profile") or Path(str(parameters.get(_PARAMS_FILE_KEY, "default"))).stem
+    return RUNS_DIR / f"{stem}_{dataset}_{profile}.ipynb"
+
+
+def run_chapter(chapter: str | os.PathLike, params: str | os.PathLike | None = None,
+                overrides: Mapping[str, Any] | None = None, out: str | os.PathLike | None = None, *,
+                kernel_name: str | None = None, log_output: bool = False,
+                timeout: int | None = None) -> Path:
+    """Execute one chapter with papermill; return the path of the executed notebook.
+
+    ``params`` is a profile name (``smoke``) or a params file; ``overrides`` are extra
+    ``key: value`` settings (``{"dataset": "Coffee"}``). The chapter runs with its own folder
+    as working directory. A failing cell raises :class:`ChapterError` naming the output
+    notebook, which papermill keeps (with the traceback in it) for inspection.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    chapter = Path(chapter)
+    nb = read_chapter(chapter)
+    parameters = chapter_parameters(params, overrides)
+    out_path = Path(out) if out is not None else default_output(chapter, parameters)
+    if out_path.suffix != ".ipynb":
+        raise ChapterError(f"output {out_path} must end in .ipynb")
+    out_path.parent.mkdir(parents=True, exist_ok=True)  # papermill does not create it
+    kernel = kernel_name or nb.metadata.get("kernelspec", {}).get("name", "python3")
+    # papermill warns about every injected key the parameters cell does not name; those
+    # keys are meant for chapter_config, so the warnings are noise.
+    logging.getLogger("papermill").setLevel(logging.INFO if log_output else logging.ERROR)
+    try:
+        papermill.execute_notebook(
+            nb, str(out_path), parameters=parameters, kernel_name=kernel,
+            cwd=str(chapter.resolve().parent), progress_bar=False, log_output=log_output,
+            execution_timeout=timeout,
+        )
+    except PapermillExecutionError as exc:
+        raise ChapterError(f"{chapter}: cell {exc.exec_count} failed with {exc.ename}: {exc.evalue} "
+                           f"(executed notebook kept at {out_path})") from None
+    return out_path
+
+
+# ----------------------------------------------------------------------------------------
+# The command
+# ----------------------------------------------------------------------------------------
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "chapter", help="run a book chapter with papermill (parameters from a params file and -p)",
+        description="Execute a jupytext chapter of the book with papermill. The executed notebook "
+                    "is written under runs/chapters/ unless --out says otherwise.")
+    p.add_argument("path", help="the chapter, e.g. book/diffusion.md")
+    p.add_argument("-f", "--params", dest="params", default=None,
+                   help="params file or profile name (params/smoke.yaml, thesis, ...)")
+    p.add_argument("-p", "--param", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one parameter (repeatable), e.g. -p dataset=Coffee -p seed=1")
+    p.add_argument("--out", default=None, help="where to write the executed notebook (.ipynb)")
+    p.add_argument("--timeout", type=int, default=None, help="seconds allowed per cell (default: none)")
+    p.add_argument("--log-output", action="store_true", help="echo cell output while it runs")
+    p.set_defaults(func=_cli_chapter)
+
+
+def _cli_chapter(args: argparse.Namespace) -> int:
+    overrides = parse_overrides(args.overrides)
+    start = time.perf_counter()
+    out = run_chapter(args.path, args.params, overrides, args.out, log_output=args.log_output,
+                      timeout=args.timeout)
+    print(f"{args.path} → {out} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+    print(out)
+    return 0
