@@ -1,0 +1,201 @@
+"""The whole model: shapes, training that resumes exactly, sampling, and the train/sample CLI."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import tvq.train as train_mod
+from tvq.config import load_config
+from tvq.data import load_ucr
+from tvq.errors import CheckpointError, ConfigError
+from tvq.model import TimeVQVDM, from_diffusion_layout, to_diffusion_layout
+from tvq.train import load_model, train
+
+
+def tiny(**overrides):
+    base = dict(stage1_epochs=2, stage2_epochs=2, hidden_dim=8, codebook_size=16, n_resblocks=1,
+                unet_lf_channels=[8, 16], unet_hf_channels=[8, 16], time_embed_dim=16, class_embed_dim=16,
+                attn_heads=2, attn_head_dim=4, stage1_batch_size=32, stage2_batch_size=32, steps_uncond=3,
+                steps_cond=3, n_samples=8, sample_batch_size=8)
+    base.update(overrides)
+    return load_config("smoke", base)
+
+
+@pytest.fixture(scope="module")
+def ecg200():
+    return load_ucr("ECG200")
+
+
+def test_table1_diffusion_latent_shapes_for_wafer():
+    model = TimeVQVDM.from_config(load_config("thesis"), length=152, n_classes=2).eval()
+    z0_lf, z0_hf = model.encode(torch.randn(3, 152))
+    assert tuple(z0_lf.shape) == (3, 20, 19) and tuple(z0_hf.shape) == (3, 20, 76)
+
+
+def test_diffusion_layout_round_trip():
+    z = torch.randn(2, 5, 19, 4)
+    z0 = to_diffusion_layout(z)
+    assert z0.shape == (2, 20, 19)
+    assert torch.equal(from_diffusion_layout(z0, 5), z)
+    # the frequency axis is stacked on channels: channel h*d + k is bin h, code entry k
+    assert torch.equal(z0[:, 1 * 4 + 2], z[:, 1, :, 2])
+
+
+@pytest.mark.parametrize("length", [24, 17, 2844])
+def test_shortest_odd_and_longest_lengths_sample_to_their_length(length):
+    cfg = tiny()
+    model = TimeVQVDM.from_config(cfg, length=length, n_classes=3).eval()
+    x = model.sample(2, steps=2, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (2, length) and torch.isfinite(x).all()
+    xc = model.sample(2, class_labels=torch.tensor([0, 2]), steps=2, guidance=3.0,
+                      generator=torch.Generator().manual_seed(0))
+    assert xc.shape == (2, length)
+
+
+def test_sampling_is_seeded():
+    model = TimeVQVDM.from_config(tiny(), length=40, n_classes=2).eval()
+    a = model.sample(4, steps=3, generator=torch.Generator().manual_seed(7))
+    b = model.sample(4, steps=3, generator=torch.Generator().manual_seed(7))
+    c = model.sample(4, steps=3, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_stage2_loss_has_one_field_per_prior():
+    model = TimeVQVDM.from_config(tiny(), length=40, n_classes=2)
+    z0_lf, z0_hf = model.encode(torch.randn(4, 40))
+    terms = model.stage2_loss(z0_lf, z0_hf, torch.tensor([0, 1, 0, 1]), torch.Generator().manual_seed(0))
+    assert set(terms) >= {"total", "lf", "hf"}
+    assert torch.allclose(terms["total"], terms["lf"] + terms["hf"])
+    terms["total"].backward()
+    assert all(p.grad is not None for p in model.unet_hf.parameters())
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_interrupted_training_resumes_to_the_same_result(tmp_path, ecg200, monkeypatch):
+    cfg = tiny(stage1_epochs=3, stage2_epochs=3, stage1_batch_size=40, stage2_batch_size=40)
+    ref = _state(train(cfg, tmp_path / "a", dataset=ecg200, progress=False))
+
+    real_batches, calls = train_mod.batches, {"n": 0}
+
+    def crashing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] in (3, 5):  # once mid stage 1, once mid stage 2 (after a resume)
+            raise KeyboardInterrupt
+        return real_batches(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "batches", crashing)
+    out = tmp_path / "b"
+    for _ in range(2):
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, out, dataset=ecg200, progress=False, checkpoint_seconds=0.0)
+        assert (out / "checkpoint.pt").exists() and not (out / "model.pt").exists()
+    resumed = _state(train(cfg, out, dataset=ecg200, progress=False, checkpoint_seconds=0.0))
+    assert resumed.keys() == ref.keys()
+    for k in ref:
+        assert torch.equal(ref[k], resumed[k]), k
+    hist_a = json.loads((tmp_path / "a" / "run.json").read_text())["history"]
+    hist_b = json.loads((out / "run.json").read_text())["history"]
+    assert hist_a == hist_b
+
+
+def test_training_reduces_the_losses(tmp_path, ecg200):
+    cfg = tiny(stage1_epochs=25, stage2_epochs=25)
+    train(cfg, tmp_path, dataset=ecg200, progress=False)
+    hist = json.loads((tmp_path / "run.json").read_text())["history"]
+    assert hist["stage1/total"][-1] < 0.7 * hist["stage1/total"][0]
+    assert hist["stage2/total"][-1] < hist["stage2/total"][0]
+
+
+def test_mismatched_or_corrupted_checkpoint_is_refused(tmp_path, ecg200):
+    cfg = tiny(stage1_epochs=1, stage2_epochs=1)
+    train(cfg, tmp_path, dataset=ecg200, progress=False)
+    with pytest.raises(CheckpointError, match="another dataset or training configuration"):
+        train(cfg.replace(hidden_dim=16), tmp_path, dataset=ecg200, progress=False)
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable tvq checkpoint"):
+        train(cfg, tmp_path, dataset=ecg200, progress=False)
+    model, meta = load_model(tmp_path, device="cpu")
+    assert meta["dataset"] == "ECG200" and meta["length"] == 96
+    (tmp_path / "model.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="not a readable tvq model"):
+        load_model(tmp_path)
+
+
+def test_cuda_where_there_is_none_is_refused(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    from tvq.errors import DeviceError
+
+    with pytest.raises(DeviceError, match="no CUDA device"):
+        train(tiny(device="cuda"), tmp_path, progress=False)
+
+
+# -- command line -----------------------------------------------------------------------------------
+def _tvq(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "tvq", *args], capture_output=True, text=True, timeout=600,
+                          cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    out = _tvq("train", "ECG200", "-f", "smoke", "-p", "stage1_epochs=1", "-p", "stage2_epochs=1", "--out", str(run))
+    assert out.returncode == 0, out.stderr
+    return run
+
+
+def test_cli_train_then_sample(trained_run, tmp_path):
+    out = _tvq("sample", str(trained_run), "-n", "8", "-o", str(tmp_path / "s.npy"))
+    assert out.returncode == 0, out.stderr
+    x = np.load(tmp_path / "s.npy")
+    assert x.shape == (8, 96) and x.dtype == np.float32 and np.isfinite(x).all()
+    out = _tvq("sample", str(trained_run), "-n", "6", "--by-proportion", "--guidance", "3", "-o",
+               str(tmp_path / "c.npy"), "--labels-output", str(tmp_path / "c_labels.npy"))
+    assert out.returncode == 0, out.stderr
+    assert np.load(tmp_path / "c.npy").shape == (6, 96)
+    assert set(np.load(tmp_path / "c_labels.npy").tolist()) <= {0, 1}
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--t-max", "1.5"], "--t-max must lie in (0, 1]"),
+    (["--t-max", "0"], "--t-max must lie in (0, 1]"),
+    (["--guidance", "-1"], "--guidance must be >= 0"),
+    (["--class", "2"], "--class 2 is out of range"),
+    (["--rescale", "2"], "--rescale must lie in [0, 1]"),
+    (["--device", "cuda"], "no CUDA device"),
+])
+def test_cli_sample_bad_input(trained_run, tmp_path, args, needle):
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    target = tmp_path / "s.npy"
+    out = _tvq("sample", str(trained_run), "-n", "4", *args, "-o", str(target))
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], out.stderr
+    assert not target.exists()
+
+
+def test_cli_missing_and_corrupted_runs(tmp_path, trained_run):
+    out = _tvq("sample", str(tmp_path / "nope"), "-n", "4", "-o", str(tmp_path / "s.npy"))
+    assert out.returncode == 2 and "no trained model" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "model.pt").write_bytes((trained_run / "model.pt").read_bytes()[:1000])
+    out = _tvq("sample", str(bad), "-n", "4", "-o", str(tmp_path / "s.npy"))
+    assert out.returncode == 2 and "not a readable tvq model" in out.stderr
+
+
+def test_cli_train_bad_params(tmp_path):
+    out = _tvq("train", "ECG200", "-f", "smoke", "-p", "stage1_epoch=3", "--out", str(tmp_path))
+    assert out.returncode == 2 and "did you mean stage1_epochs" in out.stderr
+    out = _tvq("train", "NoSuchSet", "-f", "smoke", "--out", str(tmp_path))
+    assert out.returncode == 2 and "unknown UCR dataset" in out.stderr
