@@ -1,0 +1,119 @@
+"""Speed of the thesis architecture: one JSON line with the median seconds per optimizer step of
+stage 1 and stage 2, and the wall time of 1024 unconditional samples (128 LF + 128 HF steps).
+
+Setting of the reference figures (the thesis's own code, same machine kind, 2 threads):
+ECG5000 (500 training series, length 140: latent widths 17 and 70), batch 128.
+The untrained weights do not change the cost of a step.
+
+    python benchmarks/bench_model.py                       # the reference setting
+    python benchmarks/bench_model.py --bf16                # sampling under bfloat16 autocast
+    python benchmarks/bench_model.py --device cuda --n-samples 4096
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+from tvq.config import load_config
+from tvq.data import load_ucr
+from tvq.device import resolve_device
+from tvq.model import TimeVQVDM
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_steps(step, n: int, warmup: int, device: torch.device) -> float:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(n):
+        _sync(device)
+        t0 = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="ECG5000")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=10, help="timed optimizer steps per stage")
+    ap.add_argument("--n-samples", type=int, default=1024)
+    ap.add_argument("--sample-steps", type=int, default=128)
+    ap.add_argument("--bf16", action="store_true", help="sample under bfloat16 autocast")
+    ap.add_argument("--skip-sampling", action="store_true")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    ds = load_ucr(args.dataset)
+    cfg = load_config("thesis", {"dataset": args.dataset, "device": args.device})
+    torch.manual_seed(0)
+    model = TimeVQVDM.from_config(cfg, length=ds.length, n_classes=ds.n_classes).to(device)
+    x = torch.from_numpy(ds.x_train).to(device)
+    y = torch.from_numpy(ds.y_train).to(device)
+    g = torch.Generator().manual_seed(0)
+    bs = args.batch_size
+
+    # Stage 1: one AdamW step on a batch of series (Algorithm 1).
+    model.train()
+    opt1 = torch.optim.AdamW(model.stage1_parameters(), lr=1e-3)
+
+    def step1():
+        idx = torch.randint(len(x), (bs,), generator=g).to(device)
+        loss = model.stage1_loss(x[idx])["total"]
+        opt1.zero_grad(set_to_none=True)
+        loss.backward()
+        opt1.step()
+
+    stage1 = time_steps(step1, args.steps, 2, device)
+
+    # Stage 2: latents of the frozen stage 1 computed once, then one step of both priors.
+    model.fit_scalers(x)
+    z0_lf, z0_hf = model.encode(x)
+    model.stage1.eval()
+    opt2 = torch.optim.AdamW(model.stage2_parameters(), lr=1e-3)
+
+    def step2():
+        idx = torch.randint(len(x), (bs,), generator=g).to(device)
+        loss = model.stage2_loss(z0_lf[idx], z0_hf[idx], y[idx], g)["total"]
+        opt2.zero_grad(set_to_none=True)
+        loss.backward()
+        opt2.step()
+
+    stage2 = time_steps(step2, args.steps, 2, device)
+
+    out = {
+        "dataset": args.dataset, "length": ds.length, "latent_widths": [model.width_lf, model.width_hf],
+        "batch_size": bs, "threads": args.threads, "device": str(device),
+        "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "stage1_step_s": round(stage1, 4), "stage2_step_s": round(stage2, 4),
+    }
+    if not args.skip_sampling:
+        model.eval()
+        _sync(device)
+        t0 = time.perf_counter()
+        s = model.sample(args.n_samples, steps=args.sample_steps, generator=torch.Generator().manual_seed(0),
+                         batch_size=args.n_samples, bf16=args.bf16)
+        _sync(device)
+        out[f"sample_{args.n_samples}_s"] = round(time.perf_counter() - t0, 2)
+        out["sample_steps"] = args.sample_steps
+        out["bf16"] = args.bf16
+        out["samples_finite"] = bool(torch.isfinite(s).all())
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
