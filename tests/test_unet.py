@@ -1,0 +1,140 @@
+"""The 1-D U-Net: thesis parameter counts (Table 2), shapes, conditioning, and that it can learn."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tvq import diffusion as D
+from tvq.config import load_config
+from tvq.errors import ConfigError
+from tvq.unet import UNet1D, count_parameters, resize_condition
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run far faster on one thread than on two contended ones (and tests run side by side)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+TINY = dict(channels=(8, 16), time_embed_dim=16, class_embed_dim=16, attn_heads=2, attn_head_dim=8)
+
+
+def tiny(cond_channels: int = 0, **kw) -> UNet1D:
+    return UNet1D(4, 3, **{**TINY, **kw}, cond_channels=cond_channels)
+
+
+def test_thesis_parameter_counts_and_shapes_for_wafer():
+    """Table 2 (Wafer: 2 classes, latents (B, 20, 19) and (B, 20, 76)): 4,123,777 and 3,971,309."""
+    cfg = load_config("thesis")
+    lf = UNet1D.from_config(cfg, in_channels=20, n_classes=2, kind="lf")
+    hf = UNet1D.from_config(cfg, in_channels=20, n_classes=2, cond_channels=20, kind="hf")
+    assert count_parameters(lf) == 4_123_777
+    assert count_parameters(hf) == 3_971_309
+    with torch.inference_mode():
+        z_lf = torch.randn(2, 20, 19)
+        out_lf = lf(z_lf, torch.rand(2), torch.tensor([0, 2]))
+        out_hf = hf(torch.randn(2, 20, 76), torch.rand(2), torch.tensor([1, 0]), cond=z_lf)
+    assert out_lf.shape == (2, 20, 19) and out_hf.shape == (2, 20, 76)
+    # the thesis's level widths: LF middle 19 -> 9 -> 4 -> 2, HF middle 76 -> 38 -> 19 -> 9 -> 4
+    assert len(lf.downs) == 3 and len(hf.downs) == 4
+
+
+def test_trained_lf_projection_adds_one_conv_and_gets_gradients():
+    base = tiny(cond_channels=3)
+    proj = tiny(cond_channels=3, cond_projection=True)
+    assert count_parameters(proj) - count_parameters(base) == 3 * 3 * 3 + 3
+    out = proj(torch.randn(2, 4, 11), torch.rand(2), None, cond=torch.randn(2, 3, 5))
+    out.square().mean().backward()
+    assert proj.cond_proj.weight.grad is not None and proj.cond_proj.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 4, 5, 7, 17, 19, 33, 70, 76])
+def test_any_length_round_trips(length):
+    lf = tiny()
+    hf = UNet1D(4, 3, **{**TINY, "channels": (8, 8, 16, 16)}, cond_channels=2)
+    with torch.inference_mode():
+        z = torch.randn(2, 4, length)
+        assert lf(z, torch.rand(2)).shape == z.shape
+        cond = torch.randn(2, 2, max(1, length // 4))
+        assert hf(z, torch.rand(2), torch.tensor([0, 3]), cond=cond).shape == z.shape
+
+
+def test_resize_condition_hits_the_target_width_and_keeps_constants():
+    c = torch.randn(3, 5, 19)
+    for width in (19, 38, 76, 70, 20, 9):
+        assert resize_condition(c, width).shape == (3, 5, width)
+    const = torch.full((1, 2, 7), 2.5)
+    torch.testing.assert_close(resize_condition(const, 30), torch.full((1, 2, 30), 2.5))
+
+
+def test_time_input_is_not_modified_in_place_and_matters():
+    m = tiny().eval()
+    z = torch.randn(3, 4, 9)
+    t = torch.tensor([0.1, 0.5, 0.9])
+    t_copy = t.clone()
+    with torch.inference_mode():
+        a = m(z, t)
+        b = m(z, t.flip(0))
+    assert torch.equal(t, t_copy)                         # the thesis code multiplies t by 1000 in place
+    assert not torch.allclose(a, b)
+    assert torch.allclose(m(z, 0.3), m(z, torch.full((3,), 0.3)))   # a scalar time broadcasts
+
+
+def test_missing_labels_mean_the_null_class_and_labels_matter():
+    m = tiny().eval()
+    z, t = torch.randn(3, 4, 9), torch.rand(3)
+    with torch.inference_mode():
+        none = m(z, t, None)
+        null = m(z, t, torch.full((3,), m.null_label))
+        some = m(z, t, torch.tensor([0, 1, 2]))
+    assert m.null_label == 3
+    torch.testing.assert_close(none, null)
+    assert not torch.allclose(none, some)
+
+
+def test_bad_inputs_raise_config_errors():
+    m = tiny()
+    hf = tiny(cond_channels=2)
+    z, t = torch.randn(2, 4, 9), torch.rand(2)
+    with pytest.raises(ConfigError, match="z_t"):
+        m(torch.randn(2, 5, 9), t)
+    with pytest.raises(ConfigError, match="class_labels"):
+        m(z, t, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ConfigError, match="cond is missing"):
+        hf(z, t)
+    with pytest.raises(ConfigError, match="takes no input condition"):
+        m(z, t, None, torch.randn(2, 2, 3))
+    with pytest.raises(ConfigError, match="divisible"):
+        UNet1D(4, 2, channels=(6, 12))
+    with pytest.raises(ConfigError, match="kind"):
+        UNet1D.from_config(load_config("smoke"), in_channels=4, n_classes=2, kind="mf")
+
+
+def test_from_config_reads_the_smoke_profile():
+    cfg = load_config("smoke")
+    m = UNet1D.from_config(cfg, in_channels=20, n_classes=3, cond_channels=20)
+    assert m.channels == tuple(cfg.unet_hf_channels) and m.cond_channels == 20
+    assert m.class_embed.num_embeddings == 4 and m.class_embed.embedding_dim == cfg.class_embed_dim
+
+
+def test_tiny_unet_overfits_one_batch_with_the_diffusion_loss():
+    """Fixed (z0, t, eps) batch: the ε-MSE must fall at least 10× — the model and loss can learn."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    model = UNet1D(4, 2, channels=(16, 32), time_embed_dim=32, class_embed_dim=32, attn_heads=2, attn_head_dim=8)
+    z0 = torch.randn(8, 4, 12, generator=g)
+    eps = torch.randn(8, 4, 12, generator=g)
+    t = D.quasi_uniform_times(8, g)
+    y = torch.tensor([0, 1] * 4)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(60):
+        loss = D.diffusion_loss(model, z0, class_labels=y, t=t, eps=eps)["loss"]
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    final = D.diffusion_loss(model, z0, class_labels=y, t=t, eps=eps)["loss"].item()
+    assert final < first / 10, (first, final)
