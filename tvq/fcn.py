@@ -1,0 +1,349 @@
+"""The FCN classifier of section 2.5.3: the evaluator behind FID, IS and CAS.
+
+Wang et al.'s fully convolutional network is three convolution blocks (Conv1d → batch
+norm → ReLU) with 128, 256 and 128 channels and kernel sizes 8, 5 and 3, "same" padding
+so the length never changes, then global average pooling and one linear layer. The
+pooled 128-vector is the feature FID compares; the softmax of the linear layer is the
+p_eta(y | x) that IS reads. Appendix D gives the recipe: AdamW, learning rate 1e-3,
+weight decay 1e-5, batch 256, 1000 epochs, cosine schedule, cross-entropy.
+
+The thesis used classifiers that Lee et al. (2023) trained and published; those weights
+cannot be fetched here, so tvq trains one per dataset with the same recipe and caches
+it on disk. The cache is keyed by a hash of the data arrays and the recipe, written
+atomically, and read back without unpickling anything: the weights are a plain state
+dict (``torch.load(weights_only=True)``) and the metadata is JSON.
+
+Reading order: the network, the recipe, training and scoring, then the disk cache.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import CheckpointError, EvaluationError
+from .io import atomic_path, write_json
+
+# Bump when the network or the training loop changes in a way that changes the weights:
+# every cached evaluator made by an older version then becomes a cache miss.
+FCN_VERSION = "fcn-v1"
+
+CHANNELS = (128, 256, 128)
+KERNELS = (8, 5, 3)
+
+
+# --------------------------------------------------------------------------------------
+# The network (section 2.5.3, Figure 10)
+# --------------------------------------------------------------------------------------
+class FCN(nn.Module):
+    """p_eta(y | x): three conv blocks, global average pooling, one linear layer.
+
+    ``forward`` returns logits; ``features`` returns the pooled 128-vector used for FID.
+    Inputs are ``(B, L)`` or ``(B, 1, L)``; any length works (the network is convolutional).
+    """
+
+    def __init__(self, n_classes: int, in_channels: int = 1) -> None:
+        super().__init__()
+        if n_classes < 1:
+            raise EvaluationError(f"the FCN needs at least one class, got n_classes={n_classes}")
+        self.n_classes = n_classes
+        self.in_channels = in_channels
+        layers: list[nn.Module] = []
+        c_in = in_channels
+        for c_out, k in zip(CHANNELS, KERNELS):
+            # "Same" padding keeps the length; the even kernel's odd extra zero goes on the
+            # right, as TensorFlow's "same" does in the original FCN. Padding explicitly
+            # (rather than padding="same") avoids a hidden copy and a warning per call.
+            layers += [nn.ConstantPad1d(((k - 1) // 2, k // 2), 0.0), nn.Conv1d(c_in, c_out, k),
+                       nn.BatchNorm1d(c_out), nn.ReLU()]
+            c_in = c_out
+        self.blocks = nn.Sequential(*layers)
+        self.head = nn.Linear(c_in, n_classes)
+
+    def _as_channels(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unsqueeze(1) if x.dim() == 2 else x
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The representation after global average pooling, (B, 128): FID's feature space."""
+        return self.blocks(self._as_channels(x)).mean(dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# --------------------------------------------------------------------------------------
+# The recipe (appendix D)
+# --------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Everything that decides the trained weights besides the data."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    seed: int
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "Recipe":
+        return cls(epochs=int(cfg.fcn_epochs), batch_size=int(cfg.fcn_batch_size), lr=float(cfg.fcn_lr),
+                   weight_decay=float(cfg.fcn_weight_decay), seed=int(cfg.seed))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def cosine_lr(lr0: float, step: int, total_steps: int) -> float:
+    """Cosine annealing from lr0 to 0 over ``total_steps``, no warm-up (appendix D)."""
+    if total_steps <= 0:
+        return lr0
+    return 0.5 * lr0 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+
+# --------------------------------------------------------------------------------------
+# Training and scoring
+# --------------------------------------------------------------------------------------
+def _check_xy(x: np.ndarray, y: np.ndarray, n_classes: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.ndim == 3 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim != 2:
+        raise EvaluationError(f"{what}: series must have shape (N, L) or (N, 1, L), got {x.shape}")
+    if y.shape != (x.shape[0],):
+        raise EvaluationError(f"{what}: {x.shape[0]} series but labels of shape {y.shape}")
+    if x.shape[0] == 0:
+        raise EvaluationError(f"{what}: no series")
+    if not np.all(np.isfinite(x)):
+        raise EvaluationError(f"{what}: series contain NaN or infinite values")
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise EvaluationError(f"{what}: labels must be integers")
+    y = y.astype(np.int64)
+    if y.min() < 0 or y.max() >= n_classes:
+        raise EvaluationError(f"{what}: labels must lie in 0..{n_classes - 1}, got {y.min()}..{y.max()}")
+    return x.astype(np.float32, copy=False), y
+
+
+def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
+              device: torch.device | str = "cpu", progress: bool = False) -> FCN:
+    """Fit an FCN with the appendix D recipe; the same seed and data give the same weights.
+
+    The initial weights and the batch order come from ``recipe.seed`` alone (the caller's
+    random state is left untouched), so TRTR and TSTR run the very same procedure and
+    differ only in the training data. Returns the model in eval mode.
+    """
+    x, y = _check_xy(x, y, n_classes, "FCN training data")
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        model = FCN(n_classes)
+    model.to(device).train()
+    # Weight decay on every parameter, as a plain AdamW(model.parameters()) does.
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    loss_fn = nn.CrossEntropyLoss()
+    xt = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+    yt = torch.from_numpy(y).to(device)
+    n = xt.shape[0]
+    steps_per_epoch = math.ceil(n / recipe.batch_size)
+    total = recipe.epochs * steps_per_epoch
+    gen = torch.Generator().manual_seed(recipe.seed)
+    epochs: Iterable[int] = range(recipe.epochs)
+    if progress:
+        from tqdm.auto import tqdm
+
+        epochs = tqdm(epochs, desc="FCN", unit="epoch", leave=False)
+    step = 0
+    for _ in epochs:
+        order = torch.randperm(n, generator=gen).to(device)
+        for i in range(steps_per_epoch):
+            idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
+            for group in opt.param_groups:
+                group["lr"] = cosine_lr(recipe.lr, step, total)
+            loss = loss_fn(model(xt[idx]), yt[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+    return model.eval()
+
+
+@torch.inference_mode()
+def predict(model: FCN, x: np.ndarray, batch_size: int = 1024,
+            device: torch.device | str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One pass over ``x``: pooled features (N, 128) float64 and softmax p(y|x) (N, C) float64."""
+    model.eval()
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    x = np.asarray(x, dtype=np.float32)
+    feats, probs = [], []
+    for i in range(0, x.shape[0], batch_size):
+        xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])).to(device)
+        h = model.features(xb)
+        feats.append(h.double().cpu())
+        probs.append(torch.softmax(model.head(h).double(), dim=-1).cpu())
+    if not feats:
+        return np.zeros((0, CHANNELS[-1])), np.zeros((0, model.n_classes))
+    return torch.cat(feats).numpy(), torch.cat(probs).numpy()
+
+
+def accuracy(model: FCN, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> float:
+    """Fraction of ``x`` the model labels correctly."""
+    _, p = predict(model, x, batch_size=batch_size)
+    return float(np.mean(p.argmax(axis=1) == np.asarray(y)))
+
+
+def fit_and_score(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                  n_classes: int, recipe: Recipe, device: torch.device | str = "cpu",
+                  progress: bool = False) -> tuple[FCN, float]:
+    """Train on (x_fit, y_fit), return the model and its accuracy on the real test set.
+
+    With the real training set this is TRTR; with labelled synthetic series it is TSTR
+    (section 2.6.4). One function for both keeps the two scores comparable.
+    """
+    x_test, y_test = _check_xy(x_test, y_test, n_classes, "real test set")
+    model = train_fcn(x_fit, y_fit, n_classes, recipe, device=device, progress=progress)
+    return model, accuracy(model, x_test, y_test)
+
+
+# --------------------------------------------------------------------------------------
+# The disk cache
+# --------------------------------------------------------------------------------------
+def cache_dir() -> Path:
+    """``$TVQ_CACHE_DIR/fcn`` (default ``~/.cache/tvq/fcn``)."""
+    root = os.environ.get("TVQ_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "tvq")
+    return Path(root) / "fcn"
+
+
+def data_fingerprint(*arrays: np.ndarray) -> str:
+    """SHA-256 over dtype, shape and bytes of each array: any change in the data changes it."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def cache_key(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+              n_classes: int, recipe: Recipe) -> str:
+    """Key of one evaluator: the data (test set too, since TRTR is stored), the recipe, the code version."""
+    h = hashlib.sha256()
+    h.update(FCN_VERSION.encode())
+    h.update(data_fingerprint(np.asarray(x_train, np.float32), np.asarray(y_train, np.int64),
+                              np.asarray(x_test, np.float32), np.asarray(y_test, np.int64)).encode())
+    h.update(json.dumps({"n_classes": int(n_classes), **recipe.to_dict()}, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def cache_paths(name: str, key: str, root: Path | None = None) -> tuple[Path, Path]:
+    """The weights file and its JSON metadata for one (dataset, key)."""
+    root = root if root is not None else cache_dir()
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or "data"
+    stem = f"{safe}-{key[:16]}"
+    return root / f"{stem}.pt", root / f"{stem}.json"
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_fcn(model: FCN, weights_path: Path, meta_path: Path, meta: dict[str, Any]) -> None:
+    """Write the state dict, then the metadata (with the weights' SHA-256), each atomically.
+
+    The JSON is written last, so a crash between the two leaves no metadata and the next
+    run sees a cache miss rather than half an evaluator.
+    """
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(weights_path, suffix=".pt") as tmp:
+        torch.save(state, tmp)
+    full = {**meta, "n_classes": model.n_classes, "in_channels": model.in_channels,
+            "version": FCN_VERSION, "weights_sha256": _file_sha256(weights_path)}
+    write_json(meta_path, full)
+
+
+def read_meta(meta_path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(Path(meta_path).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"FCN metadata not found: {meta_path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise CheckpointError(f"FCN metadata {meta_path} is unreadable ({exc.__class__.__name__})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"FCN metadata {meta_path} is not a JSON object")
+    return meta
+
+
+def load_fcn(weights_path: Path, meta_path: Path, expected_key: str | None = None,
+             device: torch.device | str = "cpu") -> tuple[FCN, dict[str, Any]]:
+    """Load a cached evaluator; refuse one whose key, checksum or tensors do not match.
+
+    Every failure is a :class:`CheckpointError`: missing or unreadable files, a key made
+    from other data or another recipe, weights whose bytes changed since they were saved,
+    or a state dict that does not fit the network.
+    """
+    meta = read_meta(meta_path)
+    if meta.get("version") != FCN_VERSION:
+        raise CheckpointError(f"{meta_path}: made by {meta.get('version')!r}, this code is {FCN_VERSION!r}")
+    if expected_key is not None and meta.get("key") != expected_key:
+        raise CheckpointError(f"{meta_path}: cached FCN was trained on other data or with another recipe")
+    weights_path = Path(weights_path)
+    if not weights_path.exists():
+        raise CheckpointError(f"FCN weights not found: {weights_path}")
+    if _file_sha256(weights_path) != meta.get("weights_sha256"):
+        raise CheckpointError(f"{weights_path}: weights do not match their checksum (corrupted or replaced)")
+    try:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a bad file; all mean "unreadable"
+        raise CheckpointError(f"{weights_path}: not a readable state dict ({exc.__class__.__name__})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{weights_path}: expected a state dict of tensors")
+    try:
+        n_classes = int(meta["n_classes"])
+        model = FCN(n_classes, in_channels=int(meta.get("in_channels", 1)))
+        model.load_state_dict(state, strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError, EvaluationError) as exc:
+        raise CheckpointError(f"{weights_path}: state dict does not fit the FCN ({exc.__class__.__name__})") from None
+    return model.to(device).eval(), meta
+
+
+def train_or_load(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
+                  y_test: np.ndarray, n_classes: int, recipe: Recipe,
+                  device: torch.device | str = "cpu", retrain: bool = False,
+                  progress: bool = False) -> tuple[FCN, float, dict[str, Any]]:
+    """The evaluator of one dataset: from the cache when a matching one exists, else trained.
+
+    Returns (model, TRTR accuracy, metadata). A cache entry whose metadata is missing is a
+    miss; one that exists but fails to load is an error, not silently replaced, so a
+    corrupted cache is noticed (``retrain=True`` overwrites it).
+    """
+    key = cache_key(x_train, y_train, x_test, y_test, n_classes, recipe)
+    weights_path, meta_path = cache_paths(name, key)
+    if meta_path.exists() and not retrain:
+        model, meta = load_fcn(weights_path, meta_path, expected_key=key, device=device)
+        meta["cache_hit"] = True
+        return model, float(meta["trtr"]), meta
+    model, trtr = fit_and_score(x_train, y_train, x_test, y_test, n_classes, recipe, device=device,
+                                progress=progress)
+    meta = {"key": key, "dataset": name, "recipe": recipe.to_dict(), "trtr": trtr,
+            "n_train": int(np.asarray(x_train).shape[0]), "length": int(np.asarray(x_train).shape[-1]),
+            "torch": torch.__version__}
+    save_fcn(model, weights_path, meta_path, meta)
+    meta = read_meta(meta_path)
+    meta["cache_hit"] = False
+    return model, trtr, meta
