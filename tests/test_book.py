@@ -31,7 +31,7 @@ PY = sys.executable
 BIN = Path(PY).parent
 
 # Thesis figures and tables the book must show, by the label of their directive.
-FIGURES = ["fig-12"]
+FIGURES = ["fig-4", "fig-5", "fig-12"]
 TABLES = ["table-6"]
 
 # The chapter that the smoke papermill run executes on two datasets.
