@@ -79,7 +79,7 @@ def test_time_input_is_not_modified_in_place_and_matters():
         b = m(z, t.flip(0))
     assert torch.equal(t, t_copy)                         # the thesis code multiplies t by 1000 in place
     assert not torch.allclose(a, b)
-    assert torch.allclose(m(z, 0.3), m(z, torch.full((3,), 0.3)))   # a scalar time broadcasts
+    torch.testing.assert_close(m(z, 0.3), m(z, torch.full((3,), 0.3)), rtol=1e-5, atol=1e-6)   # scalar t broadcasts
 
 
 def test_missing_labels_mean_the_null_class_and_labels_matter():
@@ -94,12 +94,27 @@ def test_missing_labels_mean_the_null_class_and_labels_matter():
     assert not torch.allclose(none, some)
 
 
+def test_shared_time_embedding_shortcut_equals_per_sample_embedding():
+    """A broadcast t (sampling) computes the block projections once per class; results must not change."""
+    m = tiny().eval()
+    z = torch.randn(5, 4, 9)
+    labels = torch.tensor([0, 3, 2, 2, 1])
+    with torch.inference_mode():
+        for lab in (None, labels):
+            shared = m(z, torch.tensor(0.37).expand(5), lab)
+            full = m(z, torch.full((5,), 0.37), lab)
+            torch.testing.assert_close(shared, full, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(m(z, torch.tensor([0.37]), labels), full, rtol=1e-5, atol=1e-6)
+
+
 def test_bad_inputs_raise_config_errors():
     m = tiny()
     hf = tiny(cond_channels=2)
     z, t = torch.randn(2, 4, 9), torch.rand(2)
     with pytest.raises(ConfigError, match="z_t"):
         m(torch.randn(2, 5, 9), t)
+    with pytest.raises(ConfigError, match="t must be"):
+        m(z, torch.rand(3))
     with pytest.raises(ConfigError, match="class_labels"):
         m(z, t, torch.tensor([0.0, 1.0]))
     with pytest.raises(ConfigError, match="cond is missing"):

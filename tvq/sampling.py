@@ -218,9 +218,11 @@ def sample_ancestral(
         labels_in = torch.cat((class_labels, torch.full_like(class_labels, null_label)))
         cond_in = torch.cat((cond, cond)) if cond is not None else None
         z_in = torch.empty((2 * b, *shape[1:]), device=device)
-        t_in = torch.empty(2 * b, device=device)
     else:
-        labels_in, cond_in, z_in, t_in = class_labels, cond, None, torch.empty(b, device=device)
+        labels_in, cond_in, z_in = class_labels, cond, None
+    # One time for the whole batch, as a broadcast view: the U-Net then embeds it once per class.
+    t_now = torch.empty((), device=device)
+    t_in = t_now.expand(2 * b if guided else b)
 
     grid = time_grid(steps, t_max)
     a, bb, std = (x.tolist() for x in step_coefficients(grid[:-1], grid[1:], parameterization, thesis_alpha))
@@ -230,7 +232,7 @@ def sample_ancestral(
 
     with torch.inference_mode(), _autocast(device, bf16):
         for i in range(steps, 0, -1):
-            t_in.fill_(times[i])
+            t_now.fill_(times[i])
             if guided:
                 z_in[:b].copy_(z)
                 z_in[b:].copy_(z)
