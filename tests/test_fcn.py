@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,13 +11,22 @@ import torch
 
 from tvq import fcn as fcn_mod
 from tvq.errors import CheckpointError, EvaluationError
-from tvq.fcn import FCN, Recipe, cache_key, cache_paths, count_parameters, cosine_lr, fit_and_score, load_fcn, \
+from tvq.fcn import FCN, Recipe, cache_key, cache_meta_path, count_parameters, cosine_lr, fit_and_score, load_fcn, \
     predict, train_fcn, train_or_load
 
 
 @pytest.fixture(autouse=True)
 def _own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TVQ_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small FCNs run far faster on one thread than on two contended ones (tests run side by side)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def toy_data(n: int = 48, length: int = 32, n_classes: int = 3, seed: int = 0):
@@ -173,11 +183,24 @@ def test_cache_files_live_under_tvq_cache_dir(tmp_path):
     x, y = toy_data(n=24)
     xt, yt = toy_data(n=24, seed=1)
     _, _, meta = _train_small(x, y, xt, yt)
-    w, m = cache_paths("Toy", meta["key"])
-    assert w.parent == tmp_path / "cache" / "fcn" and w.exists() and m.exists()
+    m = cache_meta_path("Toy", meta["key"])
+    w = Path(meta["weights_path"])
+    assert m == Path(meta["meta_path"]) and m.parent == tmp_path / "cache" / "fcn"
+    assert w.parent == m.parent and w.exists() and m.exists()
     saved = json.loads(m.read_text())
     assert saved["key"] == meta["key"] and saved["recipe"]["epochs"] == 2
+    assert saved["weights_sha256"].startswith(w.name.split(".")[-2])  # named after its content
     assert not [p for p in w.parent.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_retrain_replaces_the_entry_and_its_weights():
+    x, y = toy_data(n=24)
+    xt, yt = toy_data(n=24, seed=1)
+    _, _, meta = _train_small(x, y, xt, yt)
+    _, _, meta2 = _train_small(x, y, xt, yt, retrain=True)
+    assert meta2["cache_hit"] is False
+    # Same seed and data give the same bytes, hence the same file; either way one is left.
+    assert len(list(Path(meta2["meta_path"]).parent.glob("*.pt"))) == 1
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip_byte", "garbage_json", "missing_weights"])
@@ -185,7 +208,7 @@ def test_corrupted_cache_is_a_checkpoint_error(damage):
     x, y = toy_data(n=24)
     xt, yt = toy_data(n=24, seed=1)
     _, _, meta = _train_small(x, y, xt, yt)
-    w, m = cache_paths("Toy", meta["key"])
+    w, m = Path(meta["weights_path"]), Path(meta["meta_path"])
     if damage == "truncate":
         w.write_bytes(w.read_bytes()[:100])
     elif damage == "flip_byte":
@@ -208,27 +231,27 @@ def test_a_pickled_object_is_refused_even_with_a_matching_checksum():
     x, y = toy_data(n=24)
     xt, yt = toy_data(n=24, seed=1)
     _, _, meta = _train_small(x, y, xt, yt)
-    w, m = cache_paths("Toy", meta["key"])
+    w, m = Path(meta["weights_path"]), Path(meta["meta_path"])
     torch.save({"payload": {"not": "tensors"}, "obj": object.__new__(Recipe)}, w)
     saved = json.loads(m.read_text())
     saved["weights_sha256"] = fcn_mod._file_sha256(w)
     m.write_text(json.dumps(saved))
     with pytest.raises(CheckpointError):
-        load_fcn(w, m, expected_key=meta["key"])
+        load_fcn(m, expected_key=meta["key"])
 
 
 def test_mismatched_key_or_architecture_is_refused():
     x, y = toy_data(n=24)
     xt, yt = toy_data(n=24, seed=1)
     _, _, meta = _train_small(x, y, xt, yt)
-    w, m = cache_paths("Toy", meta["key"])
+    w, m = Path(meta["weights_path"]), Path(meta["meta_path"])
     with pytest.raises(CheckpointError, match="other data"):
-        load_fcn(w, m, expected_key="0" * 64)
+        load_fcn(m, expected_key="0" * 64)
     saved = json.loads(m.read_text())
     saved["n_classes"] = 5  # weights are for 3 classes
     m.write_text(json.dumps(saved))
     with pytest.raises(CheckpointError):
-        load_fcn(w, m, expected_key=meta["key"])
+        load_fcn(m, expected_key=meta["key"])
 
 
 def test_tstr_on_real_training_data_reproduces_trtr():
@@ -238,3 +261,16 @@ def test_tstr_on_real_training_data_reproduces_trtr():
     _, trtr, _ = train_or_load("Toy", x, y, xt, yt, 3, r)
     _, tstr = fit_and_score(x, y, xt, yt, 3, r)
     assert tstr == trtr
+
+
+@pytest.mark.parametrize("weights_file", ["../elsewhere.pt", "/tmp/x.pt", None, "weights.bin"])
+def test_metadata_cannot_point_outside_the_cache(weights_file):
+    x, y = toy_data(n=24)
+    xt, yt = toy_data(n=24, seed=1)
+    _, _, meta = _train_small(x, y, xt, yt)
+    m = Path(meta["meta_path"])
+    saved = json.loads(m.read_text())
+    saved["weights_file"] = weights_file
+    m.write_text(json.dumps(saved))
+    with pytest.raises(CheckpointError, match="weights file"):
+        load_fcn(m, expected_key=meta["key"])

@@ -32,7 +32,7 @@ import torch
 from .config import Config, load_config, parse_overrides
 from .device import resolve_device, seed_everything, set_threads
 from .errors import EvaluationError
-from .fcn import FCN, Recipe, cache_paths, fit_and_score, predict, train_or_load
+from .fcn import FCN, Recipe, fit_and_score, predict, train_or_load
 from .io import write_json
 from .metrics import fid, inception_score, memorisation
 
@@ -231,11 +231,10 @@ def cmd_fcn_train(args: argparse.Namespace) -> int:
                                       progress=sys.stderr.isatty())
     seconds = time.perf_counter() - t0
     floor = fid_floor(ds, cfg, model=model)
-    weights, _ = cache_paths(ds.name, meta["key"])
     print(f"dataset      {ds.name}")
     print(f"trtr         {trtr:.4f}")
     print(f"fid_floor    {floor:.4f}   (real train vs real test)")
-    print(f"cache        {'hit' if meta['cache_hit'] else 'trained'}: {weights}")
+    print(f"cache        {'hit' if meta['cache_hit'] else 'trained'}: {meta['weights_path']}")
     print(f"seconds      {seconds:.1f}")
     return 0
 

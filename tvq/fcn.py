@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -30,7 +31,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError, EvaluationError
-from .io import atomic_path, write_json
+from .io import write_json
 
 # Bump when the network or the training loop changes in a way that changes the weights:
 # every cached evaluator made by an older version then becomes a cache miss.
@@ -180,13 +181,24 @@ def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
     return model.eval()
 
 
+# Series positions per inference batch: the widest activation (256 channels, float32) then
+# takes 256 MiB, whatever the series length.
+PREDICT_POSITIONS = 1 << 18
+
+
 @torch.inference_mode()
-def predict(model: FCN, x: np.ndarray, batch_size: int = 1024,
+def predict(model: FCN, x: np.ndarray, batch_size: int | None = None,
             device: torch.device | str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One pass over ``x``: pooled features (N, 128) float64 and softmax p(y|x) (N, C) float64."""
+    """One pass over ``x``: pooled features (N, 128) float64 and softmax p(y|x) (N, C) float64.
+
+    ``batch_size=None`` picks the largest batch (up to 1024) whose activations stay near
+    256 MiB, so long series (length ~3000) do not exhaust memory.
+    """
     model.eval()
     device = torch.device(device) if device is not None else next(model.parameters()).device
     x = np.asarray(x, dtype=np.float32)
+    if batch_size is None:
+        batch_size = max(1, min(1024, PREDICT_POSITIONS // max(1, x.shape[-1])))
     feats, probs = [], []
     for i in range(0, x.shape[0], batch_size):
         xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])).to(device)
@@ -198,7 +210,7 @@ def predict(model: FCN, x: np.ndarray, batch_size: int = 1024,
     return torch.cat(feats).numpy(), torch.cat(probs).numpy()
 
 
-def accuracy(model: FCN, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> float:
+def accuracy(model: FCN, x: np.ndarray, y: np.ndarray, batch_size: int | None = None) -> float:
     """Fraction of ``x`` the model labels correctly."""
     _, p = predict(model, x, batch_size=batch_size)
     return float(np.mean(p.argmax(axis=1) == np.asarray(y)))
@@ -247,12 +259,11 @@ def cache_key(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_te
     return h.hexdigest()
 
 
-def cache_paths(name: str, key: str, root: Path | None = None) -> tuple[Path, Path]:
-    """The weights file and its JSON metadata for one (dataset, key)."""
+def cache_meta_path(name: str, key: str, root: Path | None = None) -> Path:
+    """The JSON metadata file of one (data set, key); it names its weights file."""
     root = root if root is not None else cache_dir()
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or "data"
-    stem = f"{safe}-{key[:16]}"
-    return root / f"{stem}.pt", root / f"{stem}.json"
+    return root / f"{safe}-{key[:16]}.json"
 
 
 def _file_sha256(path: Path) -> str:
@@ -263,18 +274,31 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_fcn(model: FCN, weights_path: Path, meta_path: Path, meta: dict[str, Any]) -> None:
-    """Write the state dict, then the metadata (with the weights' SHA-256), each atomically.
+def save_fcn(model: FCN, meta_path: Path, meta: dict[str, Any]) -> Path:
+    """Write the state dict, then the metadata that points to it; return the weights path.
 
-    The JSON is written last, so a crash between the two leaves no metadata and the next
-    run sees a cache miss rather than half an evaluator.
+    The weights file is named after its own SHA-256 and moved into place before the JSON
+    is written (atomically too), so any metadata a reader can see refers to a complete
+    weights file, even when two processes train the same evaluator at once. A crash
+    between the two steps leaves no metadata: the next run sees a cache miss.
     """
+    meta_path = Path(meta_path)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(weights_path, suffix=".pt") as tmp:
+    meta_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{meta_path.stem}.", suffix=".pt.tmp", dir=meta_path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
         torch.save(state, tmp)
-    full = {**meta, "n_classes": model.n_classes, "in_channels": model.in_channels,
-            "version": FCN_VERSION, "weights_sha256": _file_sha256(weights_path)}
+        sha = _file_sha256(tmp)
+        weights_path = meta_path.with_name(f"{meta_path.stem}.{sha[:16]}.pt")
+        os.replace(tmp, weights_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    full = {**meta, "n_classes": model.n_classes, "in_channels": model.in_channels, "version": FCN_VERSION,
+            "weights_file": weights_path.name, "weights_sha256": sha}
     write_json(meta_path, full)
+    return weights_path
 
 
 def read_meta(meta_path: Path) -> dict[str, Any]:
@@ -289,7 +313,15 @@ def read_meta(meta_path: Path) -> dict[str, Any]:
     return meta
 
 
-def load_fcn(weights_path: Path, meta_path: Path, expected_key: str | None = None,
+def weights_path_of(meta_path: Path, meta: dict[str, Any]) -> Path:
+    """Where the metadata says the weights are (always beside it: no path from the file is trusted)."""
+    name = meta.get("weights_file")
+    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".pt"):
+        raise CheckpointError(f"{meta_path}: no valid weights file named in the metadata")
+    return Path(meta_path).with_name(name)
+
+
+def load_fcn(meta_path: Path, expected_key: str | None = None,
              device: torch.device | str = "cpu") -> tuple[FCN, dict[str, Any]]:
     """Load a cached evaluator; refuse one whose key, checksum or tensors do not match.
 
@@ -302,7 +334,7 @@ def load_fcn(weights_path: Path, meta_path: Path, expected_key: str | None = Non
         raise CheckpointError(f"{meta_path}: made by {meta.get('version')!r}, this code is {FCN_VERSION!r}")
     if expected_key is not None and meta.get("key") != expected_key:
         raise CheckpointError(f"{meta_path}: cached FCN was trained on other data or with another recipe")
-    weights_path = Path(weights_path)
+    weights_path = weights_path_of(meta_path, meta)
     if not weights_path.exists():
         raise CheckpointError(f"FCN weights not found: {weights_path}")
     if _file_sha256(weights_path) != meta.get("weights_sha256"):
@@ -314,8 +346,7 @@ def load_fcn(weights_path: Path, meta_path: Path, expected_key: str | None = Non
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{weights_path}: expected a state dict of tensors")
     try:
-        n_classes = int(meta["n_classes"])
-        model = FCN(n_classes, in_channels=int(meta.get("in_channels", 1)))
+        model = FCN(int(meta["n_classes"]), in_channels=int(meta.get("in_channels", 1)))
         model.load_state_dict(state, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError, EvaluationError) as exc:
         raise CheckpointError(f"{weights_path}: state dict does not fit the FCN ({exc.__class__.__name__})") from None
@@ -326,24 +357,29 @@ def train_or_load(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: n
                   y_test: np.ndarray, n_classes: int, recipe: Recipe,
                   device: torch.device | str = "cpu", retrain: bool = False,
                   progress: bool = False) -> tuple[FCN, float, dict[str, Any]]:
-    """The evaluator of one dataset: from the cache when a matching one exists, else trained.
+    """The evaluator of one data set: from the cache when a matching one exists, else trained.
 
-    Returns (model, TRTR accuracy, metadata). A cache entry whose metadata is missing is a
-    miss; one that exists but fails to load is an error, not silently replaced, so a
-    corrupted cache is noticed (``retrain=True`` overwrites it).
+    Returns (model, TRTR accuracy, metadata); the metadata's ``meta_path`` and
+    ``weights_path`` say where it lives. A missing entry is a miss; one that exists but
+    fails to load is an error, not silently replaced, so a damaged cache gets noticed
+    (``retrain=True`` overwrites it).
     """
     key = cache_key(x_train, y_train, x_test, y_test, n_classes, recipe)
-    weights_path, meta_path = cache_paths(name, key)
+    meta_path = cache_meta_path(name, key)
     if meta_path.exists() and not retrain:
-        model, meta = load_fcn(weights_path, meta_path, expected_key=key, device=device)
-        meta["cache_hit"] = True
+        model, meta = load_fcn(meta_path, expected_key=key, device=device)
+        meta.update(cache_hit=True, meta_path=str(meta_path), weights_path=str(weights_path_of(meta_path, meta)))
         return model, float(meta["trtr"]), meta
     model, trtr = fit_and_score(x_train, y_train, x_test, y_test, n_classes, recipe, device=device,
                                 progress=progress)
     meta = {"key": key, "dataset": name, "recipe": recipe.to_dict(), "trtr": trtr,
             "n_train": int(np.asarray(x_train).shape[0]), "length": int(np.asarray(x_train).shape[-1]),
             "torch": torch.__version__}
-    save_fcn(model, weights_path, meta_path, meta)
+    weights_path = save_fcn(model, meta_path, meta)
+    if retrain:  # the user asked to replace the entry: drop weights no metadata refers to now
+        for old in meta_path.parent.glob(f"{meta_path.stem}.*.pt"):
+            if old != weights_path:
+                old.unlink(missing_ok=True)
     meta = read_meta(meta_path)
-    meta["cache_hit"] = False
+    meta.update(cache_hit=False, meta_path=str(meta_path), weights_path=str(weights_path))
     return model, trtr, meta
