@@ -19,8 +19,10 @@ executed notebook under ``runs/chapters/``.
 from __future__ import annotations
 
 import argparse
+import ast
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -32,7 +34,7 @@ from .config import Config, load_config, parse_overrides, resolve_params_file
 from .errors import ConfigError, TvqError
 
 __all__ = ["chapter_config", "read_chapter", "run_chapter", "default_output", "add_subcommands",
-           "ChapterError", "RUNS_DIR"]
+           "ChapterError", "RUNS_DIR", "THESIS_EQUATIONS", "checks_in_tests", "checks_in_book", "equation_labels"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUNS_DIR = REPO_ROOT / "runs" / "chapters"
@@ -187,3 +189,60 @@ def _cli_chapter(args: argparse.Namespace) -> int:
     print(f"{args.path} → {out} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
     print(out)
     return 0
+
+
+# ----------------------------------------------------------------------------------------
+# Equation index: which equations are implemented, and which checks cover them
+# ----------------------------------------------------------------------------------------
+
+# The thesis numbers its equations (1) to (74).
+THESIS_EQUATIONS = tuple(str(i) for i in range(1, 75))
+
+_VERIFY_CALL = re.compile(r"""\bverify\(\s*["']([0-9]+[a-z]?)["']""")
+_EQ_LABEL = re.compile(r"^\((eq-[0-9]+[a-z]?)\)=\s*$", re.M)
+
+
+def _marker_equations(decorator: ast.expr) -> list[str]:
+    """Equation numbers of a ``pytest.mark.equation("N", ...)`` decorator, else []."""
+    if not isinstance(decorator, ast.Call):
+        return []
+    func = decorator.func
+    if isinstance(func, ast.Attribute) and func.attr == "equation":
+        return [a.value for a in decorator.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+    return []
+
+
+def checks_in_tests(tests_dir: str | os.PathLike | None = None) -> dict[str, list[str]]:
+    """Equation → tests marked ``@pytest.mark.equation(...)`` (``file.py::test_name``)."""
+    tests_dir = Path(tests_dir) if tests_dir is not None else REPO_ROOT / "tests"
+    out: dict[str, list[str]] = {}
+    for path in sorted(tests_dir.glob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                for dec in node.decorator_list:
+                    for eq in _marker_equations(dec):
+                        out.setdefault(eq, []).append(f"{path.name}::{node.name}")
+    return out
+
+
+def checks_in_book(book_dir: str | os.PathLike | None = None) -> dict[str, list[str]]:
+    """Equation → chapters (file stems) whose cells call ``verify("N", ...)``."""
+    book_dir = Path(book_dir) if book_dir is not None else REPO_ROOT / "book"
+    out: dict[str, list[str]] = {}
+    for path in sorted(book_dir.glob("*.md")):
+        for eq in _VERIFY_CALL.findall(path.read_text(encoding="utf-8")):
+            chapters = out.setdefault(eq, [])
+            if path.stem not in chapters:
+                chapters.append(path.stem)
+    return out
+
+
+def equation_labels(book_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """Equation → chapter stem where the book displays it under the label ``eq-N``."""
+    book_dir = Path(book_dir) if book_dir is not None else REPO_ROOT / "book"
+    out: dict[str, str] = {}
+    for path in sorted(book_dir.glob("*.md")):
+        for label in _EQ_LABEL.findall(path.read_text(encoding="utf-8")):
+            out.setdefault(label[3:], path.stem)
+    return out
