@@ -7,7 +7,9 @@ import torch
 from tvq import diffusion as D
 from tvq.config import load_config
 from tvq.errors import ConfigError
-from tvq.unet import UNet1D, count_parameters, resize_condition
+import torch.nn.functional as F
+
+from tvq.unet import UNet1D, WSConv1d, count_parameters, resize_condition
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
@@ -23,6 +25,23 @@ TINY = dict(channels=(8, 16), time_embed_dim=16, class_embed_dim=16, attn_heads=
 
 def tiny(cond_channels: int = 0, **kw) -> UNet1D:
     return UNet1D(4, 3, **{**TINY, **kw}, cond_channels=cond_channels)
+
+
+def test_weight_standardised_conv_and_its_no_grad_cache():
+    conv = WSConv1d(6, 10, kernel_size=3, padding=1, padding_mode="replicate")
+    x = torch.randn(2, 6, 7)
+    w = conv.weight.detach()
+    w_hat = (w - w.mean(dim=(1, 2), keepdim=True)) / torch.sqrt(w.var(dim=(1, 2), unbiased=False, keepdim=True) + 1e-5)
+    ref = F.conv1d(F.pad(x, (1, 1), mode="replicate"), w_hat, conv.bias.detach())
+    torch.testing.assert_close(conv(x), ref, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        before = conv(x)
+        conv.weight[0].mul_(-1.0)                       # an optimizer step or load_state_dict: cache must not be stale
+        after = conv(x)
+    assert not torch.allclose(before[:, 0], after[:, 0])
+    torch.testing.assert_close(after[:, 1:], before[:, 1:])
+    conv(x).sum().backward()                            # with gradients: no cache, the kernel is differentiated
+    assert conv.weight.grad is not None
 
 
 def test_thesis_parameter_counts_and_shapes_for_wafer():
