@@ -141,9 +141,9 @@ class LinearAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, _, n = x.shape
         q, k, v = _qkv(self.to_qkv, x, self.heads)                   # (B·h, d, N)
-        q = q.softmax(dim=-2) * (self.scale / n)                      # 1/n: average, not sum, over positions
-        k = k.softmax(dim=-1)
-        context = torch.bmm(k, v.transpose(1, 2))                     # (B·h, d, e)
+        q, k = q.softmax(dim=-2), k.softmax(dim=-1)
+        # the query scale and 1/n (average, not sum, over positions) go on the small context
+        context = torch.bmm(k, v.transpose(1, 2)).mul_(self.scale / n)    # (B·h, d, e)
         out = torch.bmm(context.transpose(1, 2), q)                   # (B·h, e, N)
         return self.to_out(out.reshape(b, -1, n))
 
