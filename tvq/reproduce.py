@@ -1,0 +1,252 @@
+"""The thesis's protocol for one dataset (section 3.6), and the results store it writes.
+
+``tvq reproduce NAME -f params/P.yaml`` runs, resuming whatever an interruption left:
+
+1. the FCN evaluator on the real training set (cached by :mod:`tvq.fcn`); its test accuracy
+   is TRTR; plus the FID floor (real training set against real test set);
+2. stage 1 and stage 2 (:func:`tvq.train.train`, resumable from its checkpoint);
+3. unconditional sampling, ``n_runs`` runs of ``n_samples`` series (thesis: 3 × 1024,
+   128 steps, γ = 0.1) → FID and IS, mean and std over the runs;
+4. class-conditional sampling, ``n_samples`` series in the training class proportions
+   (thesis: 32 steps, w = 3.0, γ = 0.1) → FID, IS and TSTR;
+5. the memorisation check on both sample sets.
+
+Store layout (``$TVQ_RESULTS_DIR``, default ``results/`` in the working directory), one
+folder per (dataset, profile, seed)::
+
+    results/<dataset>/<profile>-seed<seed>/
+        entry.json          config, metrics, versions, hardware, wall time per phase
+        samples_uncond.npy  256 unconditional series (float16), for figures
+        samples_cond.npy    256 conditional series (float16) and labels_cond.npy
+        phases/             one JSON per finished phase (what a resume skips)
+        DONE                written last, atomically: only then does the entry count
+
+Checkpoints and trained weights are large and live outside the store, under
+``$TVQ_CACHE_DIR/runs`` (default ``~/.cache/tvq/runs``), never in git.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .config import Config, load_config, parse_overrides
+from .data import cache_root, load_ucr
+from .device import resolve_device, set_threads
+from .errors import TvqError
+from .io import save_npy, write_json
+
+FIGURE_SAMPLES = 256
+DONE = "DONE"
+
+
+def results_root() -> Path:
+    return Path(os.environ.get("TVQ_RESULTS_DIR", "results")).expanduser()
+
+
+def entry_dir(cfg: Config, root: Path | None = None) -> Path:
+    return (root or results_root()) / cfg.dataset / f"{cfg.profile}-seed{cfg.seed}"
+
+
+def run_dir(cfg: Config) -> Path:
+    return cache_root() / "runs" / cfg.dataset / f"{cfg.profile}-seed{cfg.seed}"
+
+
+def is_done(entry: Path) -> bool:
+    return (entry / DONE).is_file() and (entry / "entry.json").is_file()
+
+
+class _Phases:
+    """Finished phases are JSON files; a resumed protocol reads them instead of redoing the work."""
+
+    def __init__(self, entry: Path, fingerprint: dict[str, Any]) -> None:
+        self.dir = entry / "phases"
+        self.fingerprint = fingerprint
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        path = self.dir / f"{name}.json"
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return None
+        return data["result"] if data.get("fingerprint") == self.fingerprint else None
+
+    def put(self, name: str, result: dict[str, Any]) -> dict[str, Any]:
+        write_json(self.dir / f"{name}.json", {"fingerprint": self.fingerprint, "result": result})
+        return result
+
+
+def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, log=print) -> dict[str, Any]:
+    """Run (or finish) the protocol for ``cfg.dataset``; return the store entry."""
+    from .evaluate import evaluate_samples, fid_floor, get_evaluator
+    from .sampling import class_labels_by_proportion
+    from .train import train
+
+    set_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    entry = entry_dir(cfg, root)
+    entry.mkdir(parents=True, exist_ok=True)
+    (entry / DONE).unlink(missing_ok=True)  # from here on the entry is being (re)written
+    ds = load_ucr(cfg.dataset, data_dir=cfg.data_dir or None, scaling=cfg.scaling)
+    phases = _Phases(entry, {k: v for k, v in cfg.to_dict().items() if k not in ("device", "threads", "save")})
+    t_start = time.monotonic()
+    walls: dict[str, float] = {}
+
+    # 1. evaluator (TRTR) and the FID floor
+    t0 = time.monotonic()
+    evaluator, trtr = get_evaluator(ds, cfg, device=device, progress=progress)
+    floor = phases.get("evaluator") or phases.put("evaluator", {
+        "trtr": float(trtr), "fid_train_vs_test": float(fid_floor(ds, cfg, device=device, model=evaluator))})
+    walls["evaluator"] = time.monotonic() - t0
+    log(f"[{cfg.dataset}] evaluator: TRTR {floor['trtr']:.3f}, FID(train, test) {floor['fid_train_vs_test']:.3f}")
+
+    # 2. training
+    t0 = time.monotonic()
+    model = train(cfg, run_dir(cfg), dataset=ds, progress=progress)
+    walls["train"] = time.monotonic() - t0
+    run_meta = json.loads((run_dir(cfg) / "run.json").read_text())
+
+    def score(name: str, samples: torch.Tensor, labels: torch.Tensor | None, sample_s: float) -> dict[str, Any]:
+        x = samples.cpu().numpy().astype(np.float32)
+        y = labels.cpu().numpy() if labels is not None else None
+        metrics = evaluate_samples(ds, x, y, cfg=cfg, device=device, model=evaluator, trtr=trtr)
+        metrics["sample_s"] = round(sample_s, 2)
+        save_npy(entry / f"samples_{name}.npy", x[:FIGURE_SAMPLES].astype(np.float16))
+        if y is not None:
+            save_npy(entry / f"labels_{name}.npy", y[:FIGURE_SAMPLES].astype(np.int64))
+        return metrics
+
+    # 3. unconditional runs
+    uncond = []
+    for r in range(cfg.n_runs):
+        name = f"uncond_run{r}"
+        result = phases.get(name)
+        if result is None:
+            t0 = time.monotonic()
+            x = model.sample(cfg.n_samples, steps=cfg.steps_uncond, generator=torch.Generator().manual_seed(cfg.seed * 1000 + r))
+            result = phases.put(name, score("uncond" if r == 0 else f"uncond{r}", x, None, time.monotonic() - t0))
+        uncond.append(result)
+        log(f"[{cfg.dataset}] unconditional run {r}: FID {result['fid']:.3f}, IS {result['is_mean']:.3f}")
+    for r in range(1, cfg.n_runs):  # figures keep only the first run's samples
+        (entry / f"samples_uncond{r}.npy").unlink(missing_ok=True)
+
+    # 4. class-conditional run (training class proportions)
+    cond = phases.get("cond")
+    if cond is None:
+        gen = torch.Generator().manual_seed(cfg.seed * 1000 + 999)
+        labels = class_labels_by_proportion(ds.y_train, cfg.n_samples, gen, n_classes=ds.n_classes)
+        t0 = time.monotonic()
+        x = model.sample(cfg.n_samples, class_labels=labels, steps=cfg.steps_cond, guidance=cfg.guidance, generator=gen)
+        cond = phases.put("cond", score("cond", x, labels, time.monotonic() - t0))
+    log(f"[{cfg.dataset}] conditional: FID {cond['fid']:.3f}, IS {cond['is_mean']:.3f}, TSTR {cond['tstr']:.3f}")
+
+    fids = np.array([u["fid"] for u in uncond])
+    iss = np.array([u["is_mean"] for u in uncond])
+    walls["total"] = time.monotonic() - t_start
+    record = {
+        "dataset": ds.name, "profile": cfg.profile, "seed": cfg.seed,
+        "stage1_epochs": cfg.stage1_epochs, "stage2_epochs": cfg.stage2_epochs,
+        "n_samples": cfg.n_samples, "n_runs": cfg.n_runs,
+        "steps_uncond": cfg.steps_uncond, "steps_cond": cfg.steps_cond,
+        "guidance": cfg.guidance, "rescale": cfg.rescale, "rescale_mode": cfg.rescale_mode, "t_max": cfg.t_max,
+        "fid_uncond_mean": float(fids.mean()), "fid_uncond_std": float(fids.std()),
+        "is_uncond_mean": float(iss.mean()), "is_uncond_std": float(iss.std()),
+        "fid_cond": cond["fid"], "is_cond": cond["is_mean"], "tstr": cond["tstr"], "trtr": float(trtr),
+        "fid_train_vs_test": floor["fid_train_vs_test"],
+        "memorisation_uncond": uncond[0]["memorisation"], "memorisation_cond": cond["memorisation"],
+        "stage1_final": {k: v for k, v in run_meta["final_losses"].items() if k.startswith("stage1/")},
+        "stage2_final": {k: v for k, v in run_meta["final_losses"].items() if k.startswith("stage2/")},
+        "wall_s": round(sum(run_meta["wall_s"].values()) + walls["evaluator"]
+                        + sum(u["sample_s"] for u in uncond) + cond["sample_s"], 1),
+        "wall_s_phases": {**{f"train_{k}": round(v, 1) for k, v in run_meta["wall_s"].items()},
+                          "this_invocation": round(walls["total"], 1),
+                          "sampling_uncond": round(sum(u["sample_s"] for u in uncond), 1),
+                          "sampling_cond": cond["sample_s"]},
+        "uncond_runs": uncond, "cond_run": cond,
+        "config": cfg.to_dict(),
+        "versions": {"tvq": __version__, "torch": torch.__version__, "numpy": np.__version__,
+                     "python": platform.python_version()},
+        "hardware": {"device": str(device), "cpu": platform.processor() or platform.machine(),
+                     "threads": torch.get_num_threads(),
+                     **({"gpu": torch.cuda.get_device_name(0)} if device.type == "cuda" else {})},
+    }
+    write_json(entry / "entry.json", record)
+    write_json(entry / DONE, {"finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return record
+
+
+# -- the store -------------------------------------------------------------------------------------
+SUMMARY_KEYS = ("dataset", "profile", "seed", "stage1_epochs", "stage2_epochs", "fid_uncond_mean",
+                "fid_uncond_std", "is_uncond_mean", "is_uncond_std", "fid_cond", "is_cond", "tstr", "trtr",
+                "fid_train_vs_test", "wall_s")
+
+
+def load_results(root: Path | None = None, full: bool = False) -> list[dict[str, Any]]:
+    """Every finished entry of the store (a folder without ``DONE`` is not an entry)."""
+    root = root or results_root()
+    out = []
+    for entry in sorted(root.glob("*/*")):
+        if not is_done(entry):
+            continue
+        record = json.loads((entry / "entry.json").read_text())
+        record["path"] = str(entry)
+        out.append(record if full else {k: record.get(k) for k in (*SUMMARY_KEYS, "path")})
+    return out
+
+
+def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reproduce", help="the thesis's whole protocol for one dataset (resumable)")
+    p.add_argument("name")
+    p.add_argument("-f", "--params", default="thesis", help="params file or profile (default: thesis)")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--results", default=None, help="results store (default: $TVQ_RESULTS_DIR or ./results)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cli_reproduce)
+
+    r = sub.add_parser("results", help="list the finished entries of the results store")
+    r.add_argument("--results", default=None, help="results store (default: $TVQ_RESULTS_DIR or ./results)")
+    r.add_argument("--json", action="store_true", help="one JSON object per entry")
+    r.set_defaults(func=_cli_results)
+
+
+def _cli_reproduce(args: argparse.Namespace) -> int:
+    cfg = load_config(args.params, {**parse_overrides(args.param), "dataset": args.name})
+    root = Path(args.results) if args.results else None
+    record = reproduce(cfg, root=root, progress=not args.no_progress and sys.stderr.isatty(),
+                       log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps({k: record[k] for k in SUMMARY_KEYS}))
+    return 0
+
+
+def _cli_results(args: argparse.Namespace) -> int:
+    root = Path(args.results) if args.results else results_root()
+    if not root.exists():
+        raise TvqError(f"no results store at {root}")
+    rows = load_results(root)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    cols = ("dataset", "profile", "seed", "fid_uncond_mean", "is_uncond_mean", "fid_cond", "is_cond", "tstr", "trtr", "wall_s")
+    table = [[_fmt(r[c]) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(t[i]) for t in table)) if table else len(c) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    for t in table:
+        print("  ".join(v.ljust(w) for v, w in zip(t, widths)))
+    print(f"{len(rows)} entries in {root}")
+    return 0
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
