@@ -1,0 +1,87 @@
+"""The per-dataset protocol and the results store."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+import tvq.model
+from tvq.config import load_config
+from tvq.reproduce import DONE, SUMMARY_KEYS, entry_dir, load_results, reproduce, run_dir
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("TVQ_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TVQ_RESULTS_DIR", str(tmp_path / "results"))
+    return tmp_path
+
+
+def tiny():
+    return load_config("smoke", dict(
+        dataset="ECG200", stage1_epochs=1, stage2_epochs=1, hidden_dim=8, codebook_size=16, n_resblocks=1,
+        unet_lf_channels=[8, 16], unet_hf_channels=[8, 16], time_embed_dim=16, class_embed_dim=16,
+        attn_heads=2, attn_head_dim=4, steps_uncond=2, steps_cond=2, n_samples=20, n_runs=2,
+        sample_batch_size=20, fcn_epochs=1))
+
+
+def test_reproduce_writes_a_complete_entry_and_is_deterministic(env):
+    cfg = tiny()
+    record = reproduce(cfg, log=lambda m: None)
+    entry = entry_dir(cfg)
+    assert (entry / DONE).is_file()
+    rows = load_results()
+    assert len(rows) == 1 and set(SUMMARY_KEYS) <= set(rows[0])
+    assert rows[0]["stage1_epochs"] == 1 and rows[0]["dataset"] == "ECG200"
+    for key in ("fid_uncond_mean", "is_uncond_mean", "fid_cond", "is_cond", "tstr", "trtr"):
+        assert isinstance(rows[0][key], float)
+    assert (entry / "samples_uncond.npy").is_file() and (entry / "samples_cond.npy").is_file()
+
+    # From scratch again (the cached evaluator is kept): the same seed gives the same metrics.
+    shutil.rmtree(entry)
+    shutil.rmtree(run_dir(cfg))
+    again = reproduce(cfg, log=lambda m: None)
+    for key in SUMMARY_KEYS:
+        if key != "wall_s":
+            assert again[key] == record[key], key
+
+
+def test_an_interrupted_protocol_resumes_without_redoing_finished_phases(env, monkeypatch):
+    cfg = tiny()
+    real_sample, calls = tvq.model.TimeVQVDM.sample, {"n": 0}
+
+    def flaky(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second unconditional run dies
+            raise KeyboardInterrupt
+        return real_sample(self, *args, **kwargs)
+
+    monkeypatch.setattr(tvq.model.TimeVQVDM, "sample", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce(cfg, log=lambda m: None)
+    entry = entry_dir(cfg)
+    assert not (entry / DONE).exists()
+    assert load_results() == []  # a half-written entry is not an entry
+    first = (entry / "phases" / "uncond_run0.json").read_text()
+
+    calls["n"] = 10
+    reproduce(cfg, log=lambda m: None)
+    assert calls["n"] == 12  # only the second unconditional run and the conditional run were sampled
+    assert (entry / "phases" / "uncond_run0.json").read_text() == first
+    assert len(load_results()) == 1
+
+
+def test_cli_results_json(env):
+    import subprocess
+    import sys
+
+    cfg = tiny()
+    reproduce(cfg, log=lambda m: None)
+    out = subprocess.run([sys.executable, "-m", "tvq", "results", "--json"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(rows) == 1 and rows[0]["profile"] == "smoke"
+    missing = subprocess.run([sys.executable, "-m", "tvq", "results", "--results", str(env / "nothing")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "no results store" in missing.stderr
