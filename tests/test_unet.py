@@ -9,7 +9,7 @@ from tvq.config import load_config
 from tvq.errors import ConfigError
 import torch.nn.functional as F
 
-from tvq.unet import UNet1D, WSConv1d, count_parameters, resize_condition
+from tvq.unet import Attention, UNet1D, WSConv1d, count_parameters, resize_condition
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
@@ -42,6 +42,21 @@ def test_weight_standardised_conv_and_its_no_grad_cache():
     torch.testing.assert_close(after[:, 1:], before[:, 1:])
     conv(x).sum().backward()                            # with gradients: no cache, the kernel is differentiated
     assert conv.weight.grad is not None
+
+
+@pytest.mark.parametrize("norm", ["features", "positions"])
+def test_middle_attention_against_a_direct_computation(norm):
+    torch.manual_seed(0)
+    att = Attention(8, heads=2, dim_head=4, scale=10.0, norm=norm)
+    x = torch.randn(3, 8, 5)
+    q, k, v = (u.reshape(3, 2, 4, 5) for u in att.to_qkv(x).chunk(3, dim=1))    # (b, h, d, n)
+    axis = 2 if norm == "features" else 3
+    q, k = q / q.norm(dim=axis, keepdim=True), k / k.norm(dim=axis, keepdim=True)
+    weights = (10.0 * torch.einsum("bhdi,bhdj->bhij", q, k)).softmax(dim=-1)
+    ref = att.to_out(torch.einsum("bhij,bhdj->bhdi", weights, v).reshape(3, 8, 5))
+    torch.testing.assert_close(att(x), ref, rtol=1e-5, atol=1e-6)
+    if norm == "features":                                     # logits are 10 x cosine similarity: |logit| <= 10
+        assert torch.einsum("bhdi,bhdj->bhij", q, k).abs().max() <= 1 + 1e-6
 
 
 def test_thesis_parameter_counts_and_shapes_for_wafer():

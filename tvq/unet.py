@@ -6,7 +6,7 @@ thesis code, rebuilt here from the description:
 * every level: two ResNet blocks (weight-standardised Conv1d k3 + GroupNorm(4) + PReLU,
   replicate padding), a pre-normed linear attention with a residual, then a stride-2
   down-sampler Conv1d(k4, s2, p1): length l → ⌊l/2⌋. The last level down-samples too.
-* middle: ResNet block, full (cosine-similarity) attention, ResNet block.
+* middle: ResNet block, full (cosine-similarity, logits × 10) attention, ResNet block.
 * up path: nearest ×2 up-sampling + Conv1d(k3), skip concatenations, mirrored blocks.
   When a level's input length was odd, ×2 misses it by one: the up-sampler then goes
   ×4 nearest and linearly interpolates to the skip's exact length (the thesis's fix).
@@ -149,11 +149,20 @@ class LinearAttention(nn.Module):
 
 
 class Attention(nn.Module):
-    """Full self-attention with cosine similarity: q and k are L2-normalised, logits × ``scale`` (thesis code: 10)."""
+    """Full self-attention with L2-normalised queries and keys and logits × ``scale`` (thesis code: 10).
 
-    def __init__(self, dim: int, heads: int, dim_head: int, scale: float = 10.0):
+    ``norm="features"``: each query and key vector is normalised, so the logits are 10 × the
+    cosine similarity (what the name promises). ``norm="positions"``: each feature of q and
+    k is normalised across the positions instead — what the thesis code (and the lucidrains
+    version it adapted) actually computes, because it normalises the last axis of a
+    (B, heads, d, N) tensor.
+    """
+
+    def __init__(self, dim: int, heads: int, dim_head: int, scale: float = 10.0, norm: str = "features"):
         super().__init__()
-        self.heads, self.scale = heads, scale
+        if norm not in ("features", "positions"):
+            raise ConfigError(f"attention norm must be features or positions, got {norm!r}")
+        self.heads, self.scale, self.norm_dim = heads, scale, 1 if norm == "features" else 2
         hidden = heads * dim_head
         self.to_qkv = nn.Conv1d(dim, 3 * hidden, kernel_size=1, bias=False)
         self.to_out = nn.Conv1d(hidden, dim, kernel_size=1)
@@ -161,7 +170,7 @@ class Attention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, _, n = x.shape
         q, k, v = _qkv(self.to_qkv, x, self.heads)                   # (B·h, d, N)
-        q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
+        q, k = F.normalize(q, dim=self.norm_dim), F.normalize(k, dim=self.norm_dim)
         attn = (torch.bmm(q.transpose(1, 2), k) * self.scale).softmax(dim=-1)   # (B·h, i, j)
         out = torch.bmm(v, attn.transpose(1, 2))                                 # (B·h, d, i)
         return self.to_out(out.reshape(b, -1, n))
@@ -262,6 +271,8 @@ class UNet1D(nn.Module):
             1000, which the thesis adopts) — on a copy, never in place.
         groups, attn_heads, attn_head_dim: group-norm groups (4) and attention shape (4 × 32).
         attn_scale: logit scale of the middle cosine-similarity attention (thesis code: 10).
+        attn_norm: ``features`` (cosine similarity) or ``positions`` (the thesis code's axis),
+            see :class:`Attention`.
     """
 
     def __init__(
@@ -280,6 +291,7 @@ class UNet1D(nn.Module):
         attn_heads: int = 4,
         attn_head_dim: int = 32,
         attn_scale: float = 10.0,
+        attn_norm: str = "features",
     ):
         super().__init__()
         channels = [int(c) for c in channels]
@@ -322,7 +334,7 @@ class UNet1D(nn.Module):
         )
         mid = dims[-1]
         self.mid_block1 = resnet(mid, mid)
-        self.mid_attn = PreNormResidual(mid, Attention(mid, attn_heads, attn_head_dim, attn_scale))
+        self.mid_attn = PreNormResidual(mid, Attention(mid, attn_heads, attn_head_dim, attn_scale, attn_norm))
         self.mid_block2 = resnet(mid, mid)
         self.ups = nn.ModuleList(
             nn.ModuleList([Upsample(b, a), resnet(2 * a, a), resnet(2 * a, a), lin_attn(a)]) for a, b in reversed(pairs)
