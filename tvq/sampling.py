@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .diffusion import (RESCALE_MODES, ModelFn, check_parameterization, classifier_free_guidance,
-                        posterior_coefficients, rescale_guidance_lin, rescale_latent)
+from .diffusion import (RESCALE_MODES, ModelFn, alpha, check_parameterization, classifier_free_guidance,
+                        posterior_coefficients, rescale_guidance_lin, rescale_latent, sigma)
 from .equations import implements
 from .errors import ConfigError
 
@@ -38,8 +39,12 @@ def time_grid(steps: int, t_max: float = 0.99) -> Tensor:
     approximation (at 0.99, SNR = 2.5e-4); with t_max = 1 the first step's z0 estimate has
     to come from z_1, which carries no information about z0 (see :func:`step_coefficients`).
     """
-    if not isinstance(steps, int) or steps < 1:
-        raise ConfigError(f"the number of sampling steps must be a positive integer, got {steps!r}")
+    try:
+        steps = operator.index(steps)
+    except TypeError:
+        steps = 0
+    if steps < 1:
+        raise ConfigError("the number of sampling steps must be a positive integer")
     if not 0.0 < t_max <= 1.0:
         raise ConfigError(f"t_max must lie in (0, 1], got {t_max}")
     return torch.arange(steps + 1, dtype=torch.float64) * (t_max / steps)
@@ -74,7 +79,6 @@ def step_coefficients(s: Tensor, t: Tensor, parameterization: str = "eps",
         c = 1.0 - (a_t * s_s / (a_s * s_t)) ** 2        # 1 − e^{λ_t−λ_s}, as the thesis code writes it
         coef_zt, coef_z0, var = a_t * s_s**2 / (a_s * s_t**2), c * a_s, c * s_s**2
     else:
-        from .diffusion import alpha, sigma
         a_t, s_t = alpha(t), sigma(t)
         coef_zt, coef_z0, var = posterior_coefficients(s, t)
     if parameterization == "x0":
@@ -168,7 +172,9 @@ def sample_ancestral(
       3. z ← (1 − γ) z + γ z / std(z)                             — rescaling, Eq. (30)-(31).
 
     Args:
-        model_fn: f_θ, called as model_fn(z_t, t (B,), labels (B,) or None, cond or None).
+        model_fn: f_θ, called as model_fn(z_t, t, labels (B,) or None, cond or None), where t
+            is (B,) — a broadcast view of the step's single time (the U-Net uses this to
+            embed it once).
         shape: (B, C, W) of the latents.
         steps: T. t_max: start time (thesis Table 3: 0.99; 1.0 is handled exactly, see
             :func:`step_coefficients`).
