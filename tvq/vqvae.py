@@ -496,13 +496,16 @@ class Stage1(nn.Module):
             self.to(memory_format=torch.channels_last)
 
     @classmethod
-    def from_config(cls, cfg: Any, length: int, channels_last: bool = True, precision: str = "fp32") -> "Stage1":
+    def from_config(cls, cfg: Any, length: int, channels_last: bool = True, precision: str | None = None) -> "Stage1":
         """Build from a :class:`tvq.config.Config` for series of ``length`` samples.
 
         ``channels_last`` only changes the memory layout of the 2-D activations (faster
         convolutions on CPU). ``precision='bf16'`` runs encoder and decoder under bfloat16
-        autocast (about twice as fast on CPUs with AVX-512 BF16 and on recent GPUs).
+        autocast (about twice as fast on CPUs with AVX-512 BF16 and on recent GPUs); when not
+        given it is read from ``cfg.stage1_precision`` if the config has that field, else fp32.
         """
+        if precision is None:
+            precision = getattr(cfg, "stage1_precision", "fp32")
         return cls(length=length, n_fft=cfg.n_fft, hop_length=cfg.hop_length, cutoff=cfg.cutoff,
                    hidden_dim=cfg.hidden_dim, n_resblocks=cfg.n_resblocks, codebook_size=cfg.codebook_size,
                    codebook_dim=cfg.codebook_dim, ema_decay=cfg.ema_decay, beta=cfg.beta,
