@@ -56,7 +56,8 @@ class WSConv1d(nn.Conv1d):
         return w_hat
 
     def forward(self, x: Tensor) -> Tensor:
-        eps = 1e-5 if x.dtype == torch.float32 else 1e-3
+        # eps by the weight's dtype, not the activations': under bf16 autocast the model stays the same function
+        eps = 1e-5 if self.weight.dtype == torch.float32 else 1e-3
         return self._conv_forward(x, self.standardized_weight(eps), self.bias)
 
 
@@ -68,7 +69,7 @@ class ChannelLayerNorm(nn.Module):
         self.g = nn.Parameter(torch.ones(1, dim, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        eps = 1e-5 if x.dtype == torch.float32 else 1e-3
+        eps = 1e-5 if self.g.dtype == torch.float32 else 1e-3
         # two plain means, not torch.var_mean: over a non-innermost axis on CPU that is ~10x slower
         x = x - x.mean(dim=1, keepdim=True)
         var = (x * x).mean(dim=1, keepdim=True)
