@@ -252,8 +252,8 @@ class VectorQuantizer(nn.Module):
         """
         if z.shape[-1] != self.codebook_dim:
             raise TvqError(f"latent's last axis is {z.shape[-1]}, the codebook's dimension is {self.codebook_dim}")
-        flat = z.detach().reshape(-1, self.codebook_dim)
-        e = self.codebook.to(flat.dtype)
+        flat = z.detach().reshape(-1, self.codebook_dim).to(self.codebook.dtype)
+        e = self.codebook
         e_sq = e.pow(2).sum(1)
         out = torch.empty(flat.shape[0], dtype=torch.long, device=flat.device)
         for start in range(0, flat.shape[0], self.chunk):
@@ -295,7 +295,15 @@ class VectorQuantizer(nn.Module):
 
     # -- one pass -------------------------------------------------------------------------------
     def forward(self, h: torch.Tensor) -> VQOutput:
-        """Project, quantise (straight-through in training), update the codebook (training), project back."""
+        """Project, quantise (straight-through in training), update the codebook (training), project back.
+
+        Always float32, even inside an autocast region: nearest-token distances and the EMA
+        statistics are where reduced precision would change results.
+        """
+        with torch.autocast(h.device.type, enabled=False):
+            return self._forward(h.float())
+
+    def _forward(self, h: torch.Tensor) -> VQOutput:
         z = self.project(h)
         indices = self.nearest(z)
         # Look-up with the codebook as it was before this batch's update, as in the thesis code.
