@@ -19,6 +19,13 @@ thesis code, rebuilt here from the description:
 
 With the thesis configuration this reproduces Table 2 exactly: Wafer, 2 classes,
 LF (B, 20, 19) → 4,123,777 parameters, HF (B, 20, 76) with z0_LF → 3,971,309.
+
+Where this departs from the thesis code (each an option where someone may want the code's
+behaviour): t is scaled by 1000 on a copy, never in place (the code rescales the caller's
+tensor, which corrupts v- and x0-conversions); the middle attention normalises q and k over
+features, a true cosine similarity (``attn_norm="positions"`` is the code's axis); an LF
+projection, if wanted, is trained (``cond_projection=True``; the code's is never optimised);
+norm epsilons follow the weights' dtype so bf16 autocast keeps the function.
 """
 from __future__ import annotations
 
