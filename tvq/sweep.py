@@ -351,7 +351,7 @@ def _drive(ray, cfg: Config, todo: list[str], root: Path, protocol: Protocol | N
            use_gpu: bool | None, cpus_per_task: float | None, max_concurrent: int | None,
            progress: bool, log: Callable[[str], None]) -> tuple[list[Outcome], int, bool]:
     """Submit, watch, retry: the scheduling loop of :func:`run_sweep`."""
-    from .reproduce import entry_dir
+    from .reproduce import entry_dir, is_done
 
     n_gpus = ray.cluster_resources().get("GPU", 0)
     if use_gpu is None:
@@ -413,8 +413,10 @@ def _drive(ray, cfg: Config, todo: list[str], root: Path, protocol: Protocol | N
         # being written have no DONE marker, so the next run redoes (and resumes) them.
         for ref, (name, attempt) in inflight.items():
             ray.cancel(ref, force=True)
-            outcomes[name] = Outcome(name, "interrupted", attempt,
-                                     log=str(entry_dir(cfg.replace(dataset=name), root) / LOG_NAME))
+            entry = entry_dir(cfg.replace(dataset=name), root)
+            # a task may have written its DONE marker just before the cancel reached it
+            outcomes[name] = Outcome(name, "done" if is_done(entry) else "interrupted", attempt,
+                                     log=str(entry / LOG_NAME))
         for name, attempt in queue:
             outcomes.setdefault(name, Outcome(name, "interrupted", attempt - 1))
         say(f"interrupted: {sum(o.status == 'done' for o in outcomes.values())} finished; "
@@ -545,10 +547,12 @@ def _cli_sweep(args: argparse.Namespace) -> int:
         import_ray()   # fail fast, with the install hint, before Ray or anything else starts
     started = False
     previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _sigterm_to_interrupt)   # SLURM's wall-time kill starts with SIGTERM
     try:
         if work:
             started = connect(args.address, local=args.local, num_cpus=args.num_cpus, num_gpus=args.num_gpus, log=say)
+        # After ray.init, which installs its own SIGTERM handler: SLURM's wall-time kill (and
+        # `kill`) should stop the workers and write the report, as Ctrl-C does.
+        signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
         report = run_sweep(cfg, names, root=root, retries=args.retries, cpus_per_task=args.cpus_per_task,
                            max_concurrent=args.max_concurrent, order=args.order,
                            progress=not args.no_progress and sys.stderr.isatty(), log=say)
