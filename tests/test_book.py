@@ -31,11 +31,11 @@ PY = sys.executable
 BIN = Path(PY).parent
 
 # Thesis figures and tables the book must show, by the label of their directive.
-FIGURES = ["fig-4", "fig-5", "fig-12"]
-TABLES = ["table-6"]
+FIGURES = [f"fig-{i}" for i in range(1, 13)]
+TABLES = ["table-1", "table-2", "table-6"]
 
 # The chapter that the smoke papermill run executes on two datasets.
-SMOKE_CHAPTER = BOOK / "ucr_archive.md"
+SMOKE_CHAPTER = BOOK / "model.md"
 SMOKE_DATASETS = ("ECG200", "Coffee")
 
 
@@ -147,9 +147,11 @@ def test_tvq_chapter_runs_a_chapter_with_papermill(dataset, tmp_path):
 
 
 def test_failing_cell_is_reported_with_the_kept_notebook(tmp_path):
+    header = SMOKE_CHAPTER.read_text().split("---\n")[1]
     chapter = tmp_path / "broken.md"
-    chapter.write_text(SMOKE_CHAPTER.read_text().split("## How `tvq` prepares")[0]
-                       + "```{code-cell} ipython3\nraise RuntimeError('boom')\n```\n")
+    chapter.write_text("---\n" + header + "---\n\n# Broken\n\n"
+                       "```{code-cell} ipython3\n:tags: [parameters]\n\nseed = 0\n```\n\n"
+                       "```{code-cell} ipython3\nraise RuntimeError('boom')\n```\n")
     out = tmp_path / "broken.ipynb"
     with pytest.raises(ChapterError, match="RuntimeError: boom"):
         run_chapter(chapter, "smoke", out=out)
