@@ -55,6 +55,7 @@ class Config:
     lf_width_min: int = 16           # LF latent width in [16, 31]
     hf_width_min: int = 64           # HF latent width in [64, 127]
     hf_time_loss: str = "mse"        # mse (thesis text) | l1 (thesis code)
+    stage1_precision: str = "fp32"   # fp32 | bf16 (autocast; about 1.6x faster on CPUs with AVX512-BF16)
 
     # -- stage 2: latent diffusion (section 2.3, 3.3, appendix D) --------------------------
     stage2_epochs: int = 1000
@@ -82,6 +83,7 @@ class Config:
     n_samples: int = 1024
     n_runs: int = 3
     sample_batch_size: int = 1024
+    sample_bf16: bool = False        # run the U-Nets under bfloat16 autocast while sampling
 
     # -- evaluation (section 2.6, appendix D) ----------------------------------------------
     fcn_epochs: int = 1000
@@ -107,6 +109,7 @@ _CHOICES = {
     "hf_time_loss": ("mse", "l1"),
     "parameterization": ("eps", "v", "x0"),
     "rescale_mode": ("global", "per_sample", "lin"),
+    "stage1_precision": ("fp32", "bf16"),
 }
 
 

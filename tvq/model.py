@@ -146,7 +146,7 @@ class TimeVQVDM(nn.Module):
     def sample(self, n: int, *, class_labels: Tensor | None = None, steps: int | None = None,
                guidance: float | None = None, rescale: float | None = None, rescale_mode: str | None = None,
                t_max: float | None = None, generator: torch.Generator | None = None,
-               batch_size: int | None = None, bf16: bool = False,
+               batch_size: int | None = None, bf16: bool | None = None,
                callback: Callable[[dict], None] | None = None, return_latents: bool = False):
         """Algorithm 4: draw ``n`` series (n, L). Options default to the model's config.
 
@@ -169,7 +169,8 @@ class TimeVQVDM(nn.Module):
             guidance=(cfg.guidance if conditional else 1.0) if guidance is None else guidance,
             rescale=cfg.rescale if rescale is None else rescale,
             rescale_mode=rescale_mode or cfg.rescale_mode,
-            parameterization=cfg.parameterization, generator=generator, bf16=bf16,
+            parameterization=cfg.parameterization, generator=generator,
+            bf16=cfg.sample_bf16 if bf16 is None else bf16,
             null_label=self.n_classes, device=self.device,
         )
         was_training = self.training

@@ -45,7 +45,7 @@ RUN_JSON = "run.json"
 # Config fields that do not change what training computes (sampling, evaluation, bookkeeping).
 _NOT_TRAINING = {
     "profile", "device", "threads", "data_dir", "save", "t_max", "steps_uncond", "steps_cond",
-    "guidance", "rescale", "rescale_mode", "n_samples", "n_runs", "sample_batch_size",
+    "guidance", "rescale", "rescale_mode", "n_samples", "n_runs", "sample_batch_size", "sample_bf16",
     "fcn_epochs", "fcn_batch_size", "fcn_lr", "fcn_weight_decay",
 }
 
@@ -117,7 +117,7 @@ def _run_phase(name: str, *, model, params, n_items: int, batch_size: int, epoch
                state: TrainState, generator: torch.Generator, ckpt: Path, fingerprint: str,
                payload: dict | None, checkpoint_seconds: float, progress: bool) -> None:
     steps_per_epoch = math.ceil(n_items / batch_size)
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
     scheduler = cosine_lr(optimizer, epochs * steps_per_epoch)
     if payload is not None and payload["optimizer"]:
         optimizer.load_state_dict(payload["optimizer"])
