@@ -170,6 +170,24 @@ def test_bad_options_are_typed_errors(cfg, tmp_path):
         run_sweep(cfg, ["ECG200"], root=tmp_path, retries=-1)
     with pytest.raises(SweepError, match="max-concurrent"):
         run_sweep(cfg, ["ECG200"], root=tmp_path, max_concurrent=0)
+    with pytest.raises(SweepError, match="cpus-per-task"):
+        run_sweep(cfg, ["ECG200"], root=tmp_path, cpus_per_task=0)
+
+
+def test_progress_bar_counts_running_done_and_failed(capsys):
+    from tvq.sweep import _Bar
+
+    bar = _Bar(3, active=True)
+    bar.update(running=2, outcomes={"A": Outcome("A", "done"), "B": Outcome("B", "failed")})
+    bar.advance()
+    bar.write("[A] done")
+    bar.close()
+    err = capsys.readouterr().err
+    assert "running 2, done 1, failed 1" in err and "1/3" in err and "[A] done" in err
+    silent = _Bar(3, active=False)
+    silent.update(running=1, outcomes={})
+    silent.close()
+    assert capsys.readouterr().err == ""
 
 
 # -- the scheduler on Ray ----------------------------------------------------------------------------

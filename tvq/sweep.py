@@ -314,6 +314,8 @@ def run_sweep(cfg: Config, names: Sequence[str], *, root: Path | None = None, pr
         raise SweepError(f"retries must be >= 0, got {retries}")
     if max_concurrent is not None and max_concurrent < 1:
         raise SweepError(f"--max-concurrent must be >= 1, got {max_concurrent}")
+    if cpus_per_task is not None and not cpus_per_task > 0:
+        raise SweepError(f"--cpus-per-task must be > 0, got {cpus_per_task}")
     root = Path(root or results_root()).resolve()
     t_start = time.monotonic()
     the_plan = plan(cfg, names, root, order=order)
