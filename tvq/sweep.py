@@ -17,7 +17,7 @@ Why it is shaped this way:
 * **Retries are the driver's.** Tasks are submitted with Ray's own retries off; the driver
   resubmits a crashed or failed task up to ``retries`` times, so the report can say how many
   attempts each dataset took. Errors that no retry can change (bad parameters, an unknown or
-  malformed dataset) are not retried.
+  malformed dataset, a checkpoint of another configuration) are not retried.
 * **The driver submits no more tasks than the cluster can run at once**, so the tasks in
   flight are the tasks running, which is what the progress bar counts. The capacity is read
   again every second, so nodes that join later are used.
@@ -43,14 +43,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from .config import Config, load_config, parse_overrides
-from .errors import ConfigError, DataFormatError, DatasetNotFound, DeviceError, MetadataMismatch, TvqError
+from .errors import CheckpointError, ConfigError, DataFormatError, DatasetNotFound, DeviceError, MetadataMismatch, TvqError
 
 Protocol = Callable[..., dict[str, Any]]   # reproduce(cfg, *, root, progress, log) -> record
 
 INSTALL_HINT = 'tvq sweep needs Ray: pip install -e ".[sweep]"  (or: pip install "ray[default]==2.60.0")'
 LOG_NAME = "sweep.log"   # per dataset, inside its store entry
 # Errors that the same input raises again on every attempt: retrying them only wastes a GPU.
-PERMANENT_ERRORS: tuple[type[BaseException], ...] = (ConfigError, DatasetNotFound, DataFormatError, MetadataMismatch)
+# (A CheckpointError is a checkpoint left by another configuration: it stays until removed.)
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (ConfigError, DatasetNotFound, DataFormatError,
+                                                     MetadataMismatch, CheckpointError)
 
 
 class SweepError(TvqError):
