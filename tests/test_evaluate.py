@@ -227,3 +227,16 @@ def test_ecg200_end_to_end_with_a_short_recipe():
     out = evaluate_samples(real, real.x_test, real.y_test, cfg=cfg, model=model, trtr=trtr)
     assert out["fid"] == pytest.approx(0.0, abs=1e-6)
     assert out["memorisation"]["test_nn_q50"] == pytest.approx(out["memorisation"]["gen_nn_q50"])
+
+
+def test_test_features_are_computed_once_per_evaluator(ds, cfg, monkeypatch):
+    model, trtr = get_evaluator(ds, cfg)
+    first = evaluate_samples(ds, ds.x_train, cfg=cfg, model=model, trtr=trtr)
+    calls = []
+    real_predict = ev.predict
+    monkeypatch.setattr(ev, "predict", lambda m, x, **k: calls.append(len(x)) or real_predict(m, x, **k))
+    second = evaluate_samples(ds, ds.x_train, cfg=cfg, model=model, trtr=trtr)
+    assert calls == [len(ds.x_train)]  # the samples only; the test set's features were kept
+    assert second["fid"] == first["fid"]
+    other = toy_dataset(seed=9)  # another test set must not reuse them
+    assert not np.array_equal(ev.test_features(model, other.x_test), ev.test_features(model, ds.x_test))

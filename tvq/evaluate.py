@@ -11,8 +11,9 @@ then scored with
 * memorisation: nearest-training-series distances of the samples next to those of the
   real test series (:func:`tvq.metrics.memorisation`).
 
-"Scoring" below means FID + IS + memorisation once the evaluator exists; TSTR trains a
-network for the full recipe and is timed separately.
+"Scoring" below means FID + IS + memorisation once the evaluator exists (the test set's
+features are computed once per evaluator and then reused); TSTR trains a network for
+the full recipe and is timed separately.
 
 Also here: the real-train vs real-test FID floor, and the ``fcn train`` / ``evaluate``
 subcommands that :mod:`tvq.cli` mounts.
@@ -32,7 +33,7 @@ import torch
 from .config import Config, load_config, parse_overrides
 from .device import resolve_device, seed_everything, set_threads
 from .errors import EvaluationError
-from .fcn import FCN, Recipe, fit_and_score, predict, train_or_load
+from .fcn import FCN, Recipe, data_fingerprint, fit_and_score, predict, train_or_load
 from .io import write_json
 from .metrics import fid, inception_score, memorisation
 
@@ -131,13 +132,26 @@ def fid_floor(dataset_or_name: DatasetLike | str, cfg: Config | None = None,
     if model is None:
         model, _ = get_evaluator(ds, cfg, device=device)
     f_train, _ = predict(model, ds.x_train)
-    f_test, _ = predict(model, ds.x_test)
-    return fid(f_train, f_test)
+    return fid(f_train, test_features(model, ds.x_test))
 
 
 # --------------------------------------------------------------------------------------
 # Scoring
 # --------------------------------------------------------------------------------------
+def test_features(model: FCN, x_test: np.ndarray, device: torch.device | str | None = None) -> np.ndarray:
+    """The evaluator's features of the real test set, computed once per (model, test set).
+
+    They are the same for every set of samples scored against this evaluator, and for
+    long series they cost as much as the samples' own; the result is kept on the model
+    object, keyed by a fingerprint of the test data.
+    """
+    memo: dict[str, np.ndarray] = model.__dict__.setdefault("_tvq_test_features", {})
+    key = data_fingerprint(np.asarray(x_test, np.float32))
+    if key not in memo:
+        memo[key], _ = predict(model, x_test, device=device)
+    return memo[key]
+
+
 def evaluate_samples(dataset: DatasetLike | str, samples: np.ndarray, labels: np.ndarray | None = None,
                      cfg: Config | None = None, device: torch.device | str | None = None,
                      model: FCN | None = None, trtr: float | None = None,
@@ -167,7 +181,7 @@ def evaluate_samples(dataset: DatasetLike | str, samples: np.ndarray, labels: np
 
     t0 = time.perf_counter()
     f_gen, p_gen = predict(model, x, device=dev)
-    f_test, _ = predict(model, ds.x_test, device=dev)
+    f_test = test_features(model, ds.x_test, device=dev)
     fid_value = fid(f_gen, f_test)
     is_mean, is_std = inception_score(p_gen, n_splits=IS_SPLITS, seed=cfg.seed)
     mem = memorisation(x, ds.x_train, ds.x_test, device=dev)
