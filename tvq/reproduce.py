@@ -22,7 +22,8 @@ folder per (dataset, profile, seed)::
         DONE                written last, atomically: only then does the entry count
 
 Checkpoints and trained weights are large and live outside the store, under
-``$TVQ_CACHE_DIR/runs`` (default ``~/.cache/tvq/runs``), never in git.
+``$TVQ_CACHE_DIR/runs/<dataset>/<profile>-seed<seed>-<fingerprint>`` (default cache
+``~/.cache/tvq``), never in git.
 """
 from __future__ import annotations
 
@@ -57,8 +58,12 @@ def entry_dir(cfg: Config, root: Path | None = None) -> Path:
     return (root or results_root()) / cfg.dataset / f"{cfg.profile}-seed{cfg.seed}"
 
 
-def run_dir(cfg: Config) -> Path:
-    return cache_root() / "runs" / cfg.dataset / f"{cfg.profile}-seed{cfg.seed}"
+def run_dir(cfg: Config, fingerprint: str = "") -> Path:
+    """Checkpoint folder of a run. The training fingerprint (data + training config) is part
+    of the name, so a changed configuration starts a new run instead of meeting the old
+    checkpoint, and the old one is still there to resume when the change is undone."""
+    suffix = f"-{fingerprint}" if fingerprint else ""
+    return cache_root() / "runs" / cfg.dataset / f"{cfg.profile}-seed{cfg.seed}{suffix}"
 
 
 def is_done(entry: Path) -> bool:
@@ -91,7 +96,7 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
     """Run (or finish) the protocol for ``cfg.dataset``; return the store entry."""
     from .evaluate import evaluate_samples, fid_floor, get_evaluator
     from .sampling import class_labels_by_proportion
-    from .train import train
+    from .train import train, training_fingerprint
 
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -113,9 +118,10 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
 
     # 2. training
     t0 = time.monotonic()
-    model = train(cfg, run_dir(cfg), dataset=ds, progress=progress)
+    run_path = run_dir(cfg, training_fingerprint(cfg, ds))
+    model = train(cfg, run_path, dataset=ds, progress=progress)
     walls["train"] = time.monotonic() - t0
-    run_meta = json.loads((run_dir(cfg) / "run.json").read_text())
+    run_meta = json.loads((run_path / "run.json").read_text())
 
     def score(name: str, samples: torch.Tensor, labels: torch.Tensor | None, sample_s: float) -> dict[str, Any]:
         x = samples.cpu().numpy().astype(np.float32)
