@@ -1,7 +1,6 @@
 """The UCR data layer: every bundled dataset, the three sources, scaling and bad input."""
 from __future__ import annotations
 
-import functools
 import http.server
 import io
 import os

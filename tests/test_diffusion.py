@@ -10,15 +10,6 @@ import torch
 from tvq import diffusion as D
 from tvq.errors import ConfigError
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run far faster on one thread than on two contended ones (and tests run side by side)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 TIMES = np.array([0.0, 1e-4, 0.05, 0.3, 0.5, 0.77, 0.99, 0.9999, 1.0])
 # pairs 0 <= s < t <= 1, including both ends
 PAIRS = [(0.0, 0.1), (0.0, 1.0), (0.2, 0.3), (0.5, 0.51), (0.4, 0.9), (0.9, 0.99), (0.98, 1.0), (0.5, 1.0)]

@@ -7,7 +7,6 @@ import types
 
 import numpy as np
 import pytest
-import torch
 
 from tvq import evaluate as ev
 from tvq.config import load_config
@@ -19,15 +18,6 @@ from tvq.evaluate import add_subcommands, evaluate_samples, fid_floor, get_evalu
 @pytest.fixture(autouse=True)
 def _own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TVQ_CACHE_DIR", str(tmp_path / "cache"))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small FCNs run far faster on one thread than on two contended ones (tests run side by side)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def toy_dataset(n_train: int = 30, n_test: int = 30, length: int = 32, seed: int = 0):

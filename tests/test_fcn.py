@@ -20,15 +20,6 @@ def _own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TVQ_CACHE_DIR", str(tmp_path / "cache"))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small FCNs run far faster on one thread than on two contended ones (tests run side by side)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def toy_data(n: int = 48, length: int = 32, n_classes: int = 3, seed: int = 0):
     """Classes differ by the frequency of a noisy sine: easy for a convolutional net."""
     rng = np.random.default_rng(seed)

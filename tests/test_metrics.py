@@ -4,20 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.linalg
-import torch
 
 from tvq.errors import EvaluationError
 from tvq.metrics import fid, frechet_distance, gaussian_stats, inception_score, inception_score_once, memorisation, \
     nearest_neighbour_distances
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small FCNs run far faster on one thread than on two contended ones (tests run side by side)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def reference_fid(a: np.ndarray, b: np.ndarray) -> float:

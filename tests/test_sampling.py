@@ -16,15 +16,6 @@ from tvq.sampling import (class_counts_by_proportion, class_labels_by_proportion
 from tvq.unet import UNet1D
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run far faster on one thread than on two contended ones (and tests run side by side)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class ToyModel:
     """A smooth, label- and condition-dependent stand-in for f_θ; counts its calls."""
 

@@ -13,7 +13,7 @@ import torch
 import tvq.train as train_mod
 from tvq.config import load_config
 from tvq.data import load_ucr
-from tvq.errors import CheckpointError, ConfigError
+from tvq.errors import CheckpointError
 from tvq.model import TimeVQVDM, from_diffusion_layout, to_diffusion_layout
 from tvq.train import load_model, train
 

@@ -11,15 +11,6 @@ import torch.nn.functional as F
 
 from tvq.unet import Attention, UNet1D, WSConv1d, count_parameters, resize_condition
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run far faster on one thread than on two contended ones (and tests run side by side)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 TINY = dict(channels=(8, 16), time_embed_dim=16, class_embed_dim=16, attn_heads=2, attn_head_dim=8)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import types
 import typing
 from pathlib import Path
 from typing import Any

@@ -19,7 +19,6 @@ the decoder ends at the exact size with no interpolation (and 50 fewer parameter
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import torch
