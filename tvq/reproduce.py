@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -39,7 +38,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
 from .config import Config, load_config, parse_overrides
 from .data import cache_root, load_ucr
 from .device import resolve_device, set_threads
@@ -96,7 +94,7 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
     """Run (or finish) the protocol for ``cfg.dataset``; return the store entry."""
     from .evaluate import evaluate_samples, fid_floor, get_evaluator
     from .sampling import class_labels_by_proportion
-    from .train import train, training_fingerprint
+    from .train import hardware_summary, software_versions, train, training_fingerprint
 
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -181,11 +179,8 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
                           "sampling_cond": cond["sample_s"]},
         "uncond_runs": uncond, "cond_run": cond,
         "config": cfg.to_dict(),
-        "versions": {"tvq": __version__, "torch": torch.__version__, "numpy": np.__version__,
-                     "python": platform.python_version()},
-        "hardware": {"device": str(device), "cpu": platform.processor() or platform.machine(),
-                     "threads": torch.get_num_threads(),
-                     **({"gpu": torch.cuda.get_device_name(0)} if device.type == "cuda" else {})},
+        "versions": software_versions(),
+        "hardware": hardware_summary(device),
     }
     write_json(entry / "entry.json", record)
     write_json(entry / DONE, {"finished": time.strftime("%Y-%m-%dT%H:%M:%S")})

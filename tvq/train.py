@@ -226,19 +226,25 @@ def save_model(out: Path, model, cfg: Config, ds: UCRDataset, state: TrainState,
         "fingerprint": fingerprint, "config": cfg.to_dict(),
         "final_losses": {k: v[-1] for k, v in state.history.items() if v},
         "wall_s": state.wall_s,
-        "versions": {"tvq": __version__, "torch": torch.__version__, "numpy": np.__version__,
-                     "python": platform.python_version()},
-        "hardware": hardware_summary(),
+        "versions": software_versions(),
+        "hardware": hardware_summary(next(model.parameters()).device),
     }
     with atomic_path(out / MODEL, suffix=".pt") as tmp:
         torch.save({"format": "tvq-model-1", "model": model.state_dict(), "meta": json.dumps(meta)}, tmp)
     write_json(out / RUN_JSON, {**meta, "history": state.history})
 
 
-def hardware_summary() -> dict[str, Any]:
-    info: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
+def software_versions() -> dict[str, str]:
+    return {"tvq": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def hardware_summary(device: torch.device) -> dict[str, Any]:
+    """Where a number was produced: the device used, the CPU and its torch threads, the GPU if used."""
+    info: dict[str, Any] = {"device": str(device), "cpu": platform.processor() or platform.machine(),
+                            "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
     return info
 
 
