@@ -110,7 +110,8 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
     t0 = time.monotonic()
     evaluator, trtr = get_evaluator(ds, cfg, device=device, progress=progress)
     floor = phases.get("evaluator") or phases.put("evaluator", {
-        "trtr": float(trtr), "fid_train_vs_test": float(fid_floor(ds, cfg, device=device, model=evaluator))})
+        "trtr": float(trtr), "fid_train_vs_test": float(fid_floor(ds, cfg, device=device, model=evaluator)),
+        "wall_s": round(time.monotonic() - t0, 2)})
     walls["evaluator"] = time.monotonic() - t0
     log(f"[{cfg.dataset}] evaluator: TRTR {floor['trtr']:.3f}, FID(train, test) {floor['fid_train_vs_test']:.3f}")
 
@@ -171,12 +172,16 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
         "memorisation_uncond": uncond[0]["memorisation"], "memorisation_cond": cond["memorisation"],
         "stage1_final": {k: v for k, v in run_meta["final_losses"].items() if k.startswith("stage1/")},
         "stage2_final": {k: v for k, v in run_meta["final_losses"].items() if k.startswith("stage2/")},
-        "wall_s": round(sum(run_meta["wall_s"].values()) + walls["evaluator"]
-                        + sum(u["sample_s"] for u in uncond) + cond["sample_s"], 1),
+        # Wall time of the whole protocol, summed over phases (a resumed run does not count
+        # its idle gap). The evaluator's share is 0 when its FCN came from the cache.
+        "wall_s": round(sum(run_meta["wall_s"].values()) + floor.get("wall_s", walls["evaluator"])
+                        + sum(_run_seconds(u) for u in [*uncond, cond]), 1),
         "wall_s_phases": {**{f"train_{k}": round(v, 1) for k, v in run_meta["wall_s"].items()},
+                          "evaluator": round(floor.get("wall_s", walls["evaluator"]), 1),
                           "this_invocation": round(walls["total"], 1),
                           "sampling_uncond": round(sum(u["sample_s"] for u in uncond), 1),
-                          "sampling_cond": cond["sample_s"]},
+                          "sampling_cond": cond["sample_s"],
+                          "scoring": round(sum(_run_seconds(u) - u["sample_s"] for u in [*uncond, cond]), 1)},
         "uncond_runs": uncond, "cond_run": cond,
         "config": cfg.to_dict(),
         "versions": software_versions(),
@@ -185,6 +190,11 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
     write_json(entry / "entry.json", record)
     write_json(entry / DONE, {"finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return record
+
+
+def _run_seconds(result: dict[str, Any]) -> float:
+    """Sampling plus scoring (FID, IS, memorisation, TSTR's FCN) of one sample set."""
+    return float(result["sample_s"]) + sum(float(v) for k, v in result.get("seconds", {}).items() if k != "evaluator")
 
 
 # -- the store -------------------------------------------------------------------------------------
