@@ -1,0 +1,85 @@
+"""Ablation studies: sampling grids on a trained model, training variants as separate profiles."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import tvq.model
+from tvq.ablations import RESCALE_GRID, TMAX_GRID, load_study, study_path, sampling_study, variant_config
+from tvq.cli import main
+from tvq.config import load_config
+from tvq.errors import ConfigError
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("TVQ_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TVQ_RESULTS_DIR", str(tmp_path / "results"))
+    return tmp_path
+
+
+def tiny(**kw):
+    return load_config("smoke", dict(
+        dataset="Chinatown", stage1_epochs=1, stage2_epochs=1, hidden_dim=8, codebook_size=16, n_resblocks=1,
+        unet_lf_channels=[8, 16], unet_hf_channels=[8, 16], time_embed_dim=16, class_embed_dim=16,
+        attn_heads=2, attn_head_dim=4, n_samples=20, sample_batch_size=20, fcn_epochs=1, **kw))
+
+
+def test_the_tmax_grid_contains_table_3():
+    table3 = {(1.0, 32), (0.999, 32), (0.99, 32), (0.98, 32), (0.95, 32), (0.99, 128), (0.99, 512)}
+    assert table3 <= set(TMAX_GRID)
+    assert {m for _, _, m, g in RESCALE_GRID if g > 0} == {"global", "per_sample", "lin"}
+
+
+def test_tmax_study_scores_every_cell_and_resumes(env, monkeypatch):
+    cfg = tiny()
+    monkeypatch.setattr("tvq.ablations.TMAX_GRID", ((1.0, 2), (0.99, 2), (0.95, 3)))
+    calls = {"n": 0}
+    real = tvq.model.TimeVQVDM.sample
+
+    def dies_on_third(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(tvq.model.TimeVQVDM, "sample", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        sampling_study(cfg, "tmax", log=lambda m: None)
+    path = study_path(cfg, "tmax")
+    partial = json.loads(path.read_text())
+    assert not partial["complete"] and [r["name"] for r in partial["rows"]] == ["tmax1.0-steps2", "tmax0.99-steps2"]
+    assert load_study(path) is None  # an unfinished study is not a result
+
+    record = sampling_study(cfg, "tmax", log=lambda m: None)
+    assert calls["n"] == 4  # only the missing cell was sampled again
+    assert record["complete"] and [r["steps"] for r in record["rows"]] == [2, 2, 3]
+    assert [r["fid"] for r in record["rows"][:2]] == [r["fid"] for r in partial["rows"]]
+    for row in record["rows"]:
+        assert row["finite"] and row["fid"] >= 0 and row["is_mean"] >= 1.0
+        assert (path.with_suffix("") / f"samples_{row['name']}.npy").is_file()
+
+
+def test_rescale_study_covers_conditional_cells(env, monkeypatch):
+    cfg = tiny()
+    monkeypatch.setattr("tvq.ablations.RESCALE_GRID", (("uncond-none", False, "global", 0.0),
+                                                        ("cond-lin", True, "lin", 0.1)))
+    record = sampling_study(cfg.replace(steps_uncond=2, steps_cond=2), "rescale", log=lambda m: None)
+    assert [r["conditional"] for r in record["rows"]] == [False, True]
+    assert (study_path(cfg, "rescale").with_suffix("") / "labels_cond-lin.npy").is_file()
+
+
+def test_training_variants_get_their_own_profile():
+    cfg = tiny()
+    v = variant_config(cfg, "tokens-d64-K32")
+    assert (v.profile, v.codebook_dim, v.codebook_size) == ("smoke+tokens-d64-K32", 64, 32)
+    assert variant_config(cfg, "no-lf-conditioning").lf_conditioning is False
+    with pytest.raises(ConfigError, match="unknown training variant"):
+        variant_config(cfg, "bigger")
+
+
+def test_cli_rejects_a_missing_variant_with_one_line(env, capsys):
+    assert main(["ablate", "train", "Chinatown", "-f", "smoke"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tvq: error:") and "needs a variant" in err and err.count("\n") == 1
