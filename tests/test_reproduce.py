@@ -67,7 +67,8 @@ def test_an_interrupted_protocol_resumes_without_redoing_finished_phases(env, mo
 
     calls["n"] = 10
     reproduce(cfg, log=lambda m: None)
-    assert calls["n"] == 12  # only the second unconditional run and the conditional run were sampled
+    # only the second unconditional run, the conditional run and the 16 series of the band figure
+    assert calls["n"] == 13
     assert (entry / "phases" / "uncond_run0.json").read_text() == first
     assert len(load_results()) == 1
 
@@ -85,3 +86,21 @@ def test_cli_results_json(env):
     missing = subprocess.run([sys.executable, "-m", "tvq", "results", "--results", str(env / "nothing")],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "no results store" in missing.stderr
+
+
+def test_entry_carries_figure_data(env):
+    import numpy as np
+
+    cfg = tiny()
+    record = reproduce(cfg, log=lambda m: None)
+    entry = entry_dir(cfg)
+    parts = np.load(entry / "parts.npz")
+    for key in ("real_x", "real_x_lf", "real_x_hf", "real_xhat_lf", "real_xhat_hf", "gen_x", "gen_lf", "gen_hf"):
+        assert parts[key].shape == (16, 96), key
+    # the bands add up to the series they came from (the split is exact, Eq. 39-41)
+    np.testing.assert_allclose(parts["real_x_lf"] + parts["real_x_hf"], parts["real_x"], atol=1e-4)
+    np.testing.assert_allclose(parts["gen_lf"] + parts["gen_hf"], parts["gen_x"], atol=1e-5)
+    history = json.loads((entry / "history.json").read_text())
+    assert history["stage1/total"]["epoch"] == [1] and len(history["stage1/total"]["value"]) == 1
+    assert set(record["reconstruction_mse"]) == {"train", "test"}
+    assert all(v > 0 for v in record["reconstruction_mse"].values())

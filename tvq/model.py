@@ -143,6 +143,27 @@ class TimeVQVDM(nn.Module):
         return self.stage1.decode_latents(z_lf, z_hf)
 
     @torch.no_grad()
+    def decode_parts(self, z0_lf: Tensor, z0_hf: Tensor) -> tuple[Tensor, Tensor]:
+        """Like :meth:`decode`, but the two bands ``(x_LF, x_HF)`` apart (the thesis's Figures 13-14)."""
+        z_lf = from_diffusion_layout(self.scaler_lf.inverse(z0_lf), self.height)
+        z_hf = from_diffusion_layout(self.scaler_hf.inverse(z0_hf), self.height)
+        return self.stage1.decode_parts(z_lf, z_hf)
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> dict[str, Tensor]:
+        """Stage 1 in eval mode on real series: the true bands ``x_lf, x_hf`` and their
+        reconstructions ``xhat_lf, xhat_hf`` (each (B, L)); ``x_hat`` is their sum."""
+        was_training = self.stage1.training
+        self.stage1.eval()
+        try:
+            out = self.stage1(x.to(self.device))
+        finally:
+            self.stage1.train(was_training)
+        parts = {k: getattr(out, k) for k in ("x_lf", "x_hf", "xhat_lf", "xhat_hf")}
+        parts["x_hat"] = parts["xhat_lf"] + parts["xhat_hf"]
+        return parts
+
+    @torch.no_grad()
     def sample(self, n: int, *, class_labels: Tensor | None = None, steps: int | None = None,
                guidance: float | None = None, rescale: float | None = None, rescale_mode: str | None = None,
                t_max: float | None = None, generator: torch.Generator | None = None,

@@ -9,7 +9,9 @@
    128 steps, γ = 0.1) → FID and IS, mean and std over the runs;
 4. class-conditional sampling, ``n_samples`` series in the training class proportions
    (thesis: 32 steps, w = 3.0, γ = 0.1) → FID, IS and TSTR;
-5. the memorisation check on both sample sets.
+5. the memorisation check on both sample sets;
+6. figure data: the LF/HF bands of real and generated series, stage 1's reconstruction
+   error on train and test, the loss curves.
 
 Store layout (``$TVQ_RESULTS_DIR``, default ``results/`` in the working directory), one
 folder per (dataset, profile, seed)::
@@ -18,6 +20,9 @@ folder per (dataset, profile, seed)::
         entry.json          config, metrics, versions, hardware, wall time per phase
         samples_uncond.npy  256 unconditional series (float16), for figures
         samples_cond.npy    256 conditional series (float16) and labels_cond.npy
+        parts.npz           16 real series with their LF/HF bands and reconstructions, and
+                            16 generated series with their bands (Figures 13-14)
+        history.json        the training loss curves, thinned to 250 points per term
         phases/             one JSON per finished phase (what a resume skips)
         DONE                written last, atomically: only then does the entry count
 
@@ -42,7 +47,7 @@ from .config import Config, load_config, parse_overrides
 from .data import cache_root, load_ucr
 from .device import resolve_device, set_threads
 from .errors import TvqError
-from .io import save_npy, write_json
+from .io import atomic_path, save_npy, write_json
 
 FIGURE_SAMPLES = 256
 DONE = "DONE"
@@ -156,6 +161,12 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
         cond = phases.put("cond", score("cond", x, labels, time.monotonic() - t0))
     log(f"[{cfg.dataset}] conditional: FID {cond['fid']:.3f}, IS {cond['is_mean']:.3f}, TSTR {cond['tstr']:.3f}")
 
+    # 5. what the figures need beyond the samples: the two bands of real and generated series,
+    #    stage 1's reconstruction error, and the loss curves (thinned).
+    recon = phases.get("figures")
+    if recon is None:
+        recon = phases.put("figures", _figure_data(model, ds, cfg, entry, run_meta_path=run_path / "run.json"))
+
     fids = np.array([u["fid"] for u in uncond])
     iss = np.array([u["is_mean"] for u in uncond])
     walls["total"] = time.monotonic() - t_start
@@ -172,6 +183,7 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
         "memorisation_uncond": uncond[0]["memorisation"], "memorisation_cond": cond["memorisation"],
         "stage1_final": {k: v for k, v in run_meta["final_losses"].items() if k.startswith("stage1/")},
         "stage2_final": {k: v for k, v in run_meta["final_losses"].items() if k.startswith("stage2/")},
+        "reconstruction_mse": recon["reconstruction_mse"],
         # Wall time of the whole protocol, summed over phases (a resumed run does not count
         # its idle gap). The evaluator's share is 0 when its FCN came from the cache.
         "wall_s": round(sum(run_meta["wall_s"].values()) + floor.get("wall_s", walls["evaluator"])
@@ -190,6 +202,39 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
     write_json(entry / "entry.json", record)
     write_json(entry / DONE, {"finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return record
+
+
+PARTS_SERIES = 16     # series per panel of the band figures
+HISTORY_POINTS = 250  # loss-curve points kept per term
+
+
+@torch.no_grad()
+def _figure_data(model, ds, cfg: Config, entry: Path, run_meta_path: Path) -> dict[str, Any]:
+    """Write ``parts.npz`` (bands of real and generated series) and ``history.json``; return
+    stage 1's reconstruction MSE on the training and test sets."""
+    x_train = torch.from_numpy(ds.x_train)
+    mse = {}
+    for split, x in (("train", x_train), ("test", torch.from_numpy(ds.x_test))):
+        err = [((model.reconstruct(c)["x_hat"].cpu() - c) ** 2).mean(dim=1) for c in x.split(256)]
+        mse[split] = float(torch.cat(err).mean())
+    real = model.reconstruct(x_train[:PARTS_SERIES])
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + 777)
+    x_gen, z0_lf, z0_hf = model.sample(PARTS_SERIES, steps=cfg.steps_uncond, generator=gen, return_latents=True)
+    g_lf, g_hf = model.decode_parts(z0_lf, z0_hf)
+    arrays = {f"real_{k}": v.cpu().numpy().astype(np.float32) for k, v in real.items()}
+    arrays["real_x"] = ds.x_train[:PARTS_SERIES].astype(np.float32)
+    arrays.update(gen_x=x_gen.cpu().numpy().astype(np.float32), gen_lf=g_lf.cpu().numpy().astype(np.float32),
+                  gen_hf=g_hf.cpu().numpy().astype(np.float32))
+    with atomic_path(entry / "parts.npz") as tmp, open(tmp, "wb") as fh:  # a file object: numpy would add ".npz"
+        np.savez_compressed(fh, **arrays)
+    history = json.loads(run_meta_path.read_text()).get("history", {})
+    thinned = {}
+    for term, values in history.items():
+        step = max(1, int(np.ceil(len(values) / HISTORY_POINTS)))
+        idx = sorted(set(range(0, len(values), step)) | {len(values) - 1})
+        thinned[term] = {"epoch": [i + 1 for i in idx], "value": [float(values[i]) for i in idx]}
+    write_json(entry / "history.json", thinned)
+    return {"reconstruction_mse": mse}
 
 
 def _run_seconds(result: dict[str, Any]) -> float:
