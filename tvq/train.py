@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -239,10 +240,21 @@ def software_versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
+def _cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def hardware_summary(device: torch.device) -> dict[str, Any]:
     """Where a number was produced: the device used, the CPU and its torch threads, the GPU if used."""
-    info: dict[str, Any] = {"device": str(device), "cpu": platform.processor() or platform.machine(),
-                            "threads": torch.get_num_threads()}
+    info: dict[str, Any] = {"device": str(device), "cpu": _cpu_name(), "threads": torch.get_num_threads(),
+                            "cpu_count": os.cpu_count()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info

@@ -1,0 +1,73 @@
+"""Reading the store beside the thesis's tables (what the results chapters show)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tvq import results as R
+from tvq.config import load_config
+from tvq.reproduce import reproduce
+
+
+def test_thesis_tables_are_complete_and_match_the_quoted_averages():
+    t4, t5, t6 = R.thesis_table(4), R.thesis_table(5), R.thesis_table(6)
+    assert len(t4) == len(t5) == len(t6) == 128
+    assert set(t4["dataset"]) == set(t6["name"]) == set(t5["dataset"])
+    # the thesis quotes 7.76 for the mean FID of Table 4 (rounded from its own rows)
+    assert abs(t4["fid_mean"].mean() - 7.76) < 0.02
+    t3 = R.thesis_table(3)
+    assert list(t3["t_max"]) == [1.0, 0.999, 0.99, 0.98, 0.95]
+    with pytest.raises(ValueError):
+        R.thesis_table(7)
+
+
+def test_budget_labels_say_what_differs_from_the_thesis():
+    thesis = load_config("thesis").to_dict()
+    assert R.budget_of(thesis) == (True, "thesis (2000+1000 ep)")
+    # where it ran does not change the budget
+    assert R.budget_of({**thesis, "device": "cuda", "threads": 1, "dataset": "Coffee"})[0]
+    full, label = R.budget_of({**thesis, "stage2_epochs": 100})
+    assert not full and "stage2_epochs=100" in label
+    full, label = R.budget_of(load_config("smoke").to_dict())
+    assert not full and "settings differ" in label
+
+
+def test_loglog_fit_recovers_a_power_law():
+    x = np.array([10.0, 30.0, 100.0, 300.0, 1000.0])
+    slope, icpt = R.loglog_fit(x, 3.0 * x ** -0.5)
+    assert slope == pytest.approx(-0.5) and 10 ** icpt == pytest.approx(3.0)
+    slope, _ = R.loglog_fit(x, 2.0 * np.log10(x), log_y=False)
+    assert slope == pytest.approx(2.0)
+    assert np.isnan(R.loglog_fit(np.array([1.0]), np.array([1.0]))[0])
+
+
+def test_common_summary_uses_only_datasets_both_report():
+    table = pd.DataFrame({"dataset": ["a", "b", "c"], "thesis_fid_mean": [1.0, 2.0, 3.0],
+                          "ours_fid_mean": [2.0, np.nan, 4.0], "thesis_fid_std": [0.1] * 3, "ours_fid_std": [0.2] * 3})
+    s = R.common_summary(table).set_index("metric")
+    assert s.loc["fid_mean", "n_datasets"] == 2
+    assert s.loc["fid_mean", "thesis_mean"] == pytest.approx(2.0)
+    assert s.loc["fid_mean", "ours_mean"] == pytest.approx(3.0)
+
+
+def test_archive_tables_have_all_128_rows_with_ours_where_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("TVQ_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = load_config("smoke", dict(
+        dataset="Chinatown", stage1_epochs=1, stage2_epochs=1, hidden_dim=8, codebook_size=16, n_resblocks=1,
+        unet_lf_channels=[8, 16], unet_hf_channels=[8, 16], time_embed_dim=16, class_embed_dim=16,
+        attn_heads=2, attn_head_dim=4, steps_uncond=2, steps_cond=2, n_samples=20, n_runs=2,
+        sample_batch_size=20, fcn_epochs=1))
+    record = reproduce(cfg, root=tmp_path / "store", log=lambda m: None)
+    # the thesis profile counts full-budget runs only: this smoke run is not one
+    assert R.archive_table(4, tmp_path / "store")["ours_fid_mean"].isna().all()
+    t5 = R.archive_table(5, tmp_path / "store", full_only=False, profile="smoke")
+    assert len(t5) == 128 and list(t5["id"]) == list(range(1, 129))
+    row = t5.set_index("dataset").loc["Chinatown"]
+    assert row["ours_tstr_pct"] == pytest.approx(100 * record["tstr"])
+    assert row["ours_fid_mean"] == pytest.approx(record["fid_cond"])
+    assert row["budget"].startswith("reduced")
+    assert t5["ours_fid_mean"].notna().sum() == 1
+    entry = R.load_entry("Chinatown", "smoke", 0, tmp_path / "store")
+    assert entry["arrays"]["samples_uncond"].shape == (20, 24) and entry["parts"]["gen_x"].shape == (16, 24)
+    assert R.load_entry("Coffee", "smoke", 0, tmp_path / "store") is None

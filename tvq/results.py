@@ -1,0 +1,179 @@
+"""Read the results store and the thesis's tables side by side (for the results chapters).
+
+Nothing here trains or samples: the chapters that show Tables 3-5 and Figures 13-27 call these
+functions on what ``tvq reproduce`` and ``tvq ablate`` wrote, so the book can be rebuilt in
+seconds and every number in it points back to a stored run.
+
+* :func:`thesis_table` — the thesis's Tables 3, 4, 5 and 6 (packaged CSVs, transcribed from the
+  thesis; always labelled "thesis").
+* :func:`entries` — our finished entries as a DataFrame, one row per (dataset, profile, seed),
+  with :func:`budget_of` saying whether the run used the thesis's full budget and, if not,
+  what differed.
+* :func:`archive_table` — Table 4 or 5 with all 128 datasets: the thesis's numbers, ours where
+  a run exists, and the budget of ours.
+* :func:`common_summary` — means and medians of both over the datasets both have.
+* :func:`loglog_fit` — the regression lines of Figures 25-27.
+"""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import Config, from_mapping, load_config
+from .reproduce import load_results, results_root
+
+THESIS_FILES = {3: "thesis_table3_tmax_wafer.csv", 4: "thesis_table4_unconditional.csv",
+                5: "thesis_table5_conditional.csv", 6: "ucr_summary_table6.csv"}
+
+# Fields that do not change a run's numbers (where it ran, bookkeeping); everything else must
+# equal params/thesis.yaml (and the architecture defaults) for a run to count as "thesis budget".
+_NOT_BUDGET = {"dataset", "profile", "seed", "device", "threads", "data_dir", "save", "sample_batch_size"}
+
+
+def thesis_table(number: int) -> pd.DataFrame:
+    """The thesis's Table ``number`` (3, 4, 5 or 6) as transcribed into ``tvq/resources``."""
+    if number not in THESIS_FILES:
+        raise ValueError(f"the thesis's tables packaged here are {sorted(THESIS_FILES)}, not {number}")
+    with resources.files("tvq.resources").joinpath(THESIS_FILES[number]).open() as fh:
+        return pd.read_csv(fh)
+
+
+def thesis_config() -> Config:
+    return load_config("thesis")
+
+
+def budget_of(config: dict[str, Any], reference: Config | None = None) -> tuple[bool, str]:
+    """``(full, label)``: whether a run's config is the thesis's protocol, and a short label.
+
+    The label names the epochs and, when the run is not the thesis's protocol, every field
+    that differs from ``params/thesis.yaml`` (``key=ours`` pairs).
+    """
+    ref = (reference or thesis_config()).to_dict()
+    cfg = from_mapping({k: v for k, v in config.items()}).to_dict()
+    diffs = [f"{k}={cfg[k]}" for k in ref if k not in _NOT_BUDGET and cfg.get(k) != ref[k]]
+    epochs = f"{cfg['stage1_epochs']}+{cfg['stage2_epochs']} ep"
+    if not diffs:
+        return True, f"thesis ({epochs})"
+    if len(diffs) > 4:
+        return False, f"reduced ({epochs}; {len(diffs)} settings differ from params/thesis.yaml)"
+    return False, f"reduced ({epochs}; " + ", ".join(diffs) + ")"
+
+
+def entries(root: Path | None = None, profile: str | None = None) -> pd.DataFrame:
+    """Finished store entries (optionally of one profile) with ``full_budget`` and ``budget`` columns."""
+    rows = []
+    for rec in load_results(root, full=True):
+        if profile is not None and rec["profile"] != profile:
+            continue
+        full, label = budget_of(rec["config"])
+        hw = rec.get("hardware", {})
+        rows.append({**{k: v for k, v in rec.items() if not isinstance(v, (dict, list))},
+                     "full_budget": full, "budget": label,
+                     "hardware": f"{hw.get('gpu') or hw.get('cpu', '?')}, {hw.get('threads', '?')} thread(s)",
+                     "recon_mse_train": rec.get("reconstruction_mse", {}).get("train"),
+                     "recon_mse_test": rec.get("reconstruction_mse", {}).get("test")})
+    columns = ["dataset", "profile", "seed", "full_budget", "budget"]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
+
+
+def pick_runs(df: pd.DataFrame, full_only: bool = True, profile: str = "thesis") -> pd.DataFrame:
+    """One run per dataset: ``profile``'s entries, full budget (unless ``full_only=False``), lowest seed."""
+    if df.empty:
+        return df
+    sel = df[df["profile"] == profile]
+    if full_only:
+        sel = sel[sel["full_budget"]]
+    return sel.sort_values(["dataset", "seed"]).drop_duplicates("dataset").reset_index(drop=True)
+
+
+_TABLE_COLUMNS = {
+    4: {"is_mean": "is_uncond_mean", "is_std": "is_uncond_std", "fid_mean": "fid_uncond_mean", "fid_std": "fid_uncond_std"},
+    5: {"is_mean": "is_cond", "fid_mean": "fid_cond", "tstr_pct": "tstr", "trtr_pct": "trtr"},
+}
+
+
+def archive_table(number: int, root: Path | None = None, full_only: bool = True,
+                  profile: str = "thesis") -> pd.DataFrame:
+    """Table 4 (unconditional) or 5 (conditional) over all 128 datasets.
+
+    Columns: ``id, dataset`` (Table 6 order), ``thesis_<metric>`` for each of the thesis's
+    columns, ``ours_<metric>`` (NaN where no run of ours exists) and ``budget``. Percentages
+    (TSTR, TRTR) are in percent in both.
+    """
+    if number not in _TABLE_COLUMNS:
+        raise ValueError("archive_table covers Tables 4 and 5")
+    names = thesis_table(6)[["id", "name"]].rename(columns={"name": "dataset"})
+    thesis = thesis_table(number).rename(columns=lambda c: c if c == "dataset" else f"thesis_{c}")
+    out = names.merge(thesis, on="dataset", how="left")
+    ours = pick_runs(entries(root), full_only=full_only, profile=profile)
+    mapping = _TABLE_COLUMNS[number]
+    cols = {"dataset": [], "budget": [], **{f"ours_{k}": [] for k in mapping}}
+    for _, row in ours.iterrows():
+        cols["dataset"].append(row["dataset"])
+        cols["budget"].append(row["budget"])
+        for k, src in mapping.items():
+            v = row.get(src)
+            v = np.nan if v is None else float(v)
+            cols[f"ours_{k}"].append(100.0 * v if k.endswith("_pct") else v)
+    out = out.merge(pd.DataFrame(cols), on="dataset", how="left")
+    return out
+
+
+def common_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and median of each metric, thesis and ours, over the datasets both report."""
+    metrics = [c[len("ours_"):] for c in table.columns if c.startswith("ours_")]
+    metrics = [m for m in metrics if not m.endswith("_std")]
+    both = table.dropna(subset=[f"ours_{m}" for m in metrics] + [f"thesis_{m}" for m in metrics])
+    rows = []
+    for m in metrics:
+        rows.append({"metric": m, "n_datasets": len(both),
+                     "thesis_mean": both[f"thesis_{m}"].mean(), "ours_mean": both[f"ours_{m}"].mean(),
+                     "thesis_median": both[f"thesis_{m}"].median(), "ours_median": both[f"ours_{m}"].median()})
+    return pd.DataFrame(rows)
+
+
+def rank_agreement(table: pd.DataFrame, metric: str) -> float:
+    """Spearman correlation between the thesis's and our values of ``metric`` over the common subset."""
+    from scipy.stats import spearmanr
+
+    both = table.dropna(subset=[f"ours_{metric}", f"thesis_{metric}"])
+    if len(both) < 3:
+        return float("nan")
+    return float(spearmanr(both[f"thesis_{metric}"], both[f"ours_{metric}"]).statistic)
+
+
+def loglog_fit(x: np.ndarray, y: np.ndarray, log_y: bool = True) -> tuple[float, float]:
+    """Least-squares line through ``(log10 x, log10 y)`` (or ``log10 x, y``): ``(slope, intercept)``.
+
+    Points with a non-positive coordinate that would be logged are dropped.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & ((y > 0) if log_y else True)
+    if keep.sum() < 2:
+        return float("nan"), float("nan")
+    slope, intercept = np.polyfit(np.log10(x[keep]), np.log10(y[keep]) if log_y else y[keep], 1)
+    return float(slope), float(intercept)
+
+
+def entry_path(dataset: str, profile: str = "thesis", seed: int = 0, root: Path | None = None) -> Path:
+    return (root or results_root()) / dataset / f"{profile}-seed{seed}"
+
+
+def load_entry(dataset: str, profile: str = "thesis", seed: int = 0, root: Path | None = None) -> dict[str, Any] | None:
+    """One finished entry with its arrays (samples, labels, bands, loss curves), or None."""
+    path = entry_path(dataset, profile, seed, root)
+    if not (path / "DONE").is_file():
+        return None
+    rec = json.loads((path / "entry.json").read_text())
+    arrays = {p.stem: np.load(p).astype(np.float32) for p in path.glob("*.npy")}
+    rec["arrays"] = arrays
+    parts = path / "parts.npz"
+    rec["parts"] = dict(np.load(parts)) if parts.is_file() else None
+    hist = path / "history.json"
+    rec["history"] = json.loads(hist.read_text()) if hist.is_file() else None
+    return rec
