@@ -6,7 +6,7 @@ whole file stays within a few minutes on two CPU cores:
 * ``tvq chapter`` on a chapter, on two datasets, and its refusals of bad input;
 * ``pytest --nbval-lax book/``: every cell of every chapter executes;
 * ``jupyter-book build . -W -n --keep-going --all`` into a temporary folder, then checks on
-  the HTML: every figure is an image, Figures 1-12 and Tables 1, 2 and 6 are there, math
+  the HTML: every figure is an image, Figures 1-27 and Tables 1-6 are there, math
   is served from the book itself (no CDN), and no cell printed a traceback.
 """
 from __future__ import annotations
@@ -31,8 +31,13 @@ PY = sys.executable
 BIN = Path(PY).parent
 
 # Thesis figures and tables the book must show, by the label of their directive.
-FIGURES = [f"fig-{i}" for i in range(1, 13)]
-TABLES = ["table-1", "table-2", "table-6"]
+FIGURES = [f"fig-{i}" for i in (*range(1, 13), 25, 26, 27)]
+# Figures the results chapters draw as pairs, from stored runs ("Figures 13–14, ours").
+PAIRED_FIGURES = ["fig-13-14", "fig-15-16"]
+TABLES = ["table-1", "table-2", "table-3", "table-4", "table-5", "table-6"]
+# Figures 17-24 (run charts per group of 16 datasets) are drawn per group that has runs and
+# named in text; each group's number must appear on the archive page.
+ARCHIVE_PAGE = "book/results_archive.html"
 
 # The chapter that the smoke papermill run executes on two datasets.
 SMOKE_CHAPTER = BOOK / "model.md"
@@ -146,6 +151,28 @@ def test_tvq_chapter_runs_a_chapter_with_papermill(dataset, tmp_path):
     print(f"tvq chapter {SMOKE_CHAPTER.name} on {dataset}: {seconds:.1f} s")
 
 
+def test_dataset_chapter_runs_the_protocol_when_the_store_lacks_the_dataset(tmp_path):
+    """The per-dataset chapter under papermill: no entry for (Coffee, smoke) in an empty store,
+    so it runs the protocol into a temporary store and tells the whole story from it."""
+    out = tmp_path / "dataset_Coffee.ipynb"
+    env_store = tmp_path / "store"
+    env_store.mkdir()
+    proc = subprocess.run([str(BIN / "tvq"), "chapter", "book/dataset.md", "-f", "params/smoke.yaml",
+                           "-p", "dataset=Coffee", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=900, env={**_env(), "TVQ_RESULTS_DIR": str(env_store)})
+    assert proc.returncode == 0, _tail(proc)
+    import nbformat
+
+    nb = nbformat.read(out, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    text = "\n".join("".join(o.get("data", {}).get("text/markdown", "")) for o in outputs)
+    assert "FID, unconditional" in text and "TSTR %" in text
+    glued = {o.get("metadata", {}).get("scrapbook", {}).get("name") for o in outputs if "image/png" in o.get("data", {})}
+    assert {"story_data", "story_loss", "story_bands", "story_samples", "story_gen_bands"} <= glued
+    assert not any(env_store.iterdir()), "save=False must leave the store untouched"
+
+
 def test_failing_cell_is_reported_with_the_kept_notebook(tmp_path):
     header = SMOKE_CHAPTER.read_text().split("---\n")[1]
     chapter = tmp_path / "broken.md"
@@ -214,6 +241,14 @@ def test_build_has_the_thesis_figures_and_tables(built_html):
         assert m, f"figure {label} missing"
         number = label.split("-")[1]
         assert re.search(rf"Figure {number}\.", html.unescape(m.group(0))), f"{label}: caption lacks its number"
+    for label in PAIRED_FIGURES:
+        m = re.search(rf"<figure\b[^>]*id=\"{label}\".*?</figure>", text, flags=re.S)
+        assert m, f"figure {label} missing"
+        first, second = label.split("-")[1:]
+        assert f"Figures {first}–{second}" in html.unescape(m.group(0)), f"{label}: caption lacks its numbers"
+    archive = html.unescape(_pages(built_html)[ARCHIVE_PAGE])
+    for number in range(17, 25):
+        assert f"Figure {number}" in archive, f"Figure {number} is not on the archive page"
     for label in TABLES:
         m = re.search(rf"<table\b[^>]*id=\"{label}\".*?</table>", text, flags=re.S)
         assert m, f"table {label} missing (or not rendered as a table)"

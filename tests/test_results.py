@@ -71,3 +71,12 @@ def test_archive_tables_have_all_128_rows_with_ours_where_run(tmp_path, monkeypa
     entry = R.load_entry("Chinatown", "smoke", 0, tmp_path / "store")
     assert entry["arrays"]["samples_uncond"].shape == (20, 24) and entry["parts"]["gen_x"].shape == (16, 24)
     assert R.load_entry("Coffee", "smoke", 0, tmp_path / "store") is None
+
+
+def test_a_training_variant_is_full_budget_against_the_thesis_with_its_change():
+    from tvq.ablations import variant_config
+
+    v = variant_config(load_config("thesis"), "hop2").to_dict()
+    assert R.budget_of(v)[0]
+    full, label = R.budget_of({**v, "n_runs": 1})
+    assert not full and label.endswith("n_runs=1)")

@@ -55,6 +55,12 @@ def budget_of(config: dict[str, Any], reference: Config | None = None) -> tuple[
     """
     ref = (reference or thesis_config()).to_dict()
     cfg = from_mapping({k: v for k, v in config.items()}).to_dict()
+    # A training ablation ("thesis+hop2") is measured against the thesis with that one change.
+    from .ablations import TRAINING_VARIANTS
+
+    variant = str(cfg.get("profile", "")).partition("+")[2]
+    if reference is None and variant in TRAINING_VARIANTS:
+        ref = {**ref, **TRAINING_VARIANTS[variant]}
     diffs = [f"{k}={cfg[k]}" for k in ref if k not in _NOT_BUDGET and cfg.get(k) != ref[k]]
     epochs = f"{cfg['stage1_epochs']}+{cfg['stage2_epochs']} ep"
     if not diffs:
