@@ -123,8 +123,12 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
     # 2. training
     t0 = time.monotonic()
     run_path = run_dir(cfg, training_fingerprint(cfg, ds))
+    log(f"[{cfg.dataset}] training: stage 1 {cfg.stage1_epochs} epochs, stage 2 {cfg.stage2_epochs} epochs "
+        f"(checkpoint {run_path})")
     model = train(cfg, run_path, dataset=ds, progress=progress)
     walls["train"] = time.monotonic() - t0
+    log(f"[{cfg.dataset}] trained ({walls['train']:.0f} s in this invocation); sampling "
+        f"{cfg.n_runs} x {cfg.n_samples} unconditional series, {cfg.steps_uncond} steps")
     run_meta = json.loads((run_path / "run.json").read_text())
 
     def score(name: str, samples: torch.Tensor, labels: torch.Tensor | None, sample_s: float) -> dict[str, Any]:
