@@ -28,13 +28,14 @@ def tiny(**kw):
 
 def test_the_tmax_grid_contains_table_3():
     table3 = {(1.0, 32), (0.999, 32), (0.99, 32), (0.98, 32), (0.95, 32), (0.99, 128), (0.99, 512)}
-    assert table3 <= set(TMAX_GRID)
+    assert table3 <= {(t, s) for t, s, a in TMAX_GRID if not a}
+    assert (1.0, 32, True) in TMAX_GRID  # the thesis code's alpha(1) < 0
     assert {m for _, _, m, g in RESCALE_GRID if g > 0} == {"global", "per_sample", "lin"}
 
 
 def test_tmax_study_scores_every_cell_and_resumes(env, monkeypatch):
     cfg = tiny()
-    monkeypatch.setattr("tvq.ablations.TMAX_GRID", ((1.0, 2), (0.99, 2), (0.95, 3)))
+    monkeypatch.setattr("tvq.ablations.TMAX_GRID", ((1.0, 2, False), (0.99, 2, False), (1.0, 3, True)))
     calls = {"n": 0}
     real = tvq.model.TimeVQVDM.sample
 
@@ -50,6 +51,7 @@ def test_tmax_study_scores_every_cell_and_resumes(env, monkeypatch):
     path = study_path(cfg, "tmax")
     partial = json.loads(path.read_text())
     assert not partial["complete"] and [r["name"] for r in partial["rows"]] == ["tmax1.0-steps2", "tmax0.99-steps2"]
+    assert [r["thesis_alpha"] for r in partial["rows"]] == [False, False]
     assert load_study(path) is None  # an unfinished study is not a result
 
     record = sampling_study(cfg, "tmax", log=lambda m: None)

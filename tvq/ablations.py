@@ -7,8 +7,10 @@ Two kinds of study, both resumable and both written atomically into the results 
 
   - ``tmax``: where the reverse process starts and how many steps it takes. The grid is the
     thesis's Table 3 (t_max in {1.0, 0.999, 0.99, 0.98, 0.95} at 32 steps; 128 and 512 steps at
-    0.99) plus one cell of ours, t_max = 1.0 at 128 steps, so that the effect of halting can be
-    read at the protocol's own step count (the pair is this book's Figures 15/16).
+    0.99) plus two cells of ours: t_max = 1.0 at 128 steps, so that the effect of halting can be
+    read at the protocol's own step count (the pair is this book's Figures 15/16), and
+    t_max = 1.0 at 32 steps with the thesis code's float32 alpha(1) (a tiny negative number
+    where the exact value is 0), which is what broke the thesis's t_max = 1 samples.
   - ``rescale``: the γ rescaling after each step (Eq. 31): none, one global std (the thesis's
     code), per sample, and Lin et al.'s guidance rescale, for unconditional sampling (128 steps)
     and class-conditional sampling with guidance (32 steps, w = 3).
@@ -47,9 +49,12 @@ from .io import save_npy, write_json
 from .reproduce import FIGURE_SAMPLES, reproduce, results_root, run_dir
 
 # -- the grids -------------------------------------------------------------------------------------
-# (t_max, steps). The first seven cells are Table 3's; the last is ours (see the module docstring).
-TMAX_GRID: tuple[tuple[float, int], ...] = (
-    (1.0, 32), (0.999, 32), (0.99, 32), (0.98, 32), (0.95, 32), (0.99, 128), (0.99, 512), (1.0, 128))
+# (t_max, steps, thesis_alpha). The first seven cells are Table 3's; the last two are ours (see
+# the module docstring): t_max = 1 at the protocol's 128 steps, and t_max = 1 at 32 steps with the
+# thesis code's float32 alpha(1) < 0, the arithmetic behind the thesis's FID of 1126 at t_max = 1.
+TMAX_GRID: tuple[tuple[float, int, bool], ...] = (
+    (1.0, 32, False), (0.999, 32, False), (0.99, 32, False), (0.98, 32, False), (0.95, 32, False),
+    (0.99, 128, False), (0.99, 512, False), (1.0, 128, False), (1.0, 32, True))
 
 # (name, conditional, rescale_mode, gamma). gamma = 0 switches the rescaling off.
 RESCALE_GRID: tuple[tuple[str, bool, str, float], ...] = (
@@ -78,8 +83,9 @@ def study_path(cfg: Config, study: str, root: Path | None = None) -> Path:
 def _cells(study: str, cfg: Config) -> list[dict[str, Any]]:
     """Every cell of a study as the keyword arguments of :meth:`TimeVQVDM.sample`, plus a name."""
     if study == "tmax":
-        return [{"name": f"tmax{t}-steps{s}", "t_max": t, "steps": s, "conditional": False,
-                 "rescale": cfg.rescale, "rescale_mode": cfg.rescale_mode} for t, s in TMAX_GRID]
+        return [{"name": f"tmax{t}-steps{s}" + ("-thesis-alpha" if a else ""), "t_max": t, "steps": s,
+                 "thesis_alpha": a, "conditional": False, "rescale": cfg.rescale, "rescale_mode": cfg.rescale_mode}
+                for t, s, a in TMAX_GRID]
     if study == "rescale":
         return [{"name": n, "t_max": cfg.t_max, "steps": cfg.steps_cond if c else cfg.steps_uncond,
                  "conditional": c, "rescale": g, "rescale_mode": m} for n, c, m, g in RESCALE_GRID]
@@ -128,7 +134,8 @@ def sampling_study(cfg: Config, study: str, *, root: Path | None = None, log=pri
                   if cell["conditional"] else None)
         t_cell = time.monotonic()
         x = model.sample(cfg.n_samples, class_labels=labels, steps=cell["steps"], t_max=cell["t_max"],
-                         rescale=cell["rescale"], rescale_mode=cell["rescale_mode"], generator=gen)
+                         rescale=cell["rescale"], rescale_mode=cell["rescale_mode"],
+                         thesis_alpha=cell.get("thesis_alpha", False), generator=gen)
         sample_s = time.monotonic() - t_cell
         x = x.cpu().numpy().astype(np.float32)
         finite = bool(np.isfinite(x).all())

@@ -167,12 +167,13 @@ class TimeVQVDM(nn.Module):
     def sample(self, n: int, *, class_labels: Tensor | None = None, steps: int | None = None,
                guidance: float | None = None, rescale: float | None = None, rescale_mode: str | None = None,
                t_max: float | None = None, generator: torch.Generator | None = None,
-               batch_size: int | None = None, bf16: bool | None = None,
+               batch_size: int | None = None, bf16: bool | None = None, thesis_alpha: bool = False,
                callback: Callable[[dict], None] | None = None, return_latents: bool = False):
         """Algorithm 4: draw ``n`` series (n, L). Options default to the model's config.
 
         ``class_labels`` (n,) in 0..C-1 makes the draw class-conditional with guidance
-        weight ``guidance`` (Eq. 29); without labels it is unconditional (the null class).
+        weight ``guidance`` (Eq. 29); without labels it is unconditional (the null class). ``thesis_alpha``
+        reproduces the thesis code's float32 α(1) < 0 (it only matters at ``t_max = 1``, Table 3).
         """
         cfg = self.cfg
         if n <= 0:
@@ -191,7 +192,7 @@ class TimeVQVDM(nn.Module):
             rescale=cfg.rescale if rescale is None else rescale,
             rescale_mode=rescale_mode or cfg.rescale_mode,
             parameterization=cfg.parameterization, generator=generator,
-            bf16=cfg.sample_bf16 if bf16 is None else bf16,
+            bf16=cfg.sample_bf16 if bf16 is None else bf16, thesis_alpha=thesis_alpha,
             null_label=self.n_classes, device=self.device,
         )
         was_training = self.training
