@@ -265,3 +265,45 @@ def test_metadata_cannot_point_outside_the_cache(weights_file):
     m.write_text(json.dumps(saved))
     with pytest.raises(CheckpointError, match="weights file"):
         load_fcn(m, expected_key=meta["key"])
+
+
+def test_an_interrupted_fit_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    x, y = toy_data(n=24)
+    r = Recipe(epochs=5, batch_size=8, lr=1e-3, weight_decay=1e-5, seed=3)
+    whole = train_fcn(x, y, 3, r)
+    ckpt = tmp_path / "tstr.pt"
+
+    # Interrupt inside epoch 4 (3 steps per epoch): the last checkpoint is after epoch 3.
+    calls = {"n": 0}
+    real_lr = fcn_mod.cosine_lr
+
+    def lr_then_crash(*args):
+        calls["n"] += 1
+        if calls["n"] > 10:
+            raise KeyboardInterrupt
+        return real_lr(*args)
+
+    monkeypatch.setattr(fcn_mod, "cosine_lr", lr_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_fcn(x, y, 3, r, checkpoint=ckpt, checkpoint_every_s=0.0)
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 3
+    monkeypatch.setattr(fcn_mod, "cosine_lr", real_lr)
+
+    resumed = train_fcn(x, y, 3, r, checkpoint=ckpt, checkpoint_every_s=0.0)
+    assert not ckpt.exists()  # removed once training ends
+    assert resumed.resumed_seconds > 0
+    for k, v in whole.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+def test_a_checkpoint_of_other_data_is_ignored(tmp_path):
+    x, y = toy_data(n=24)
+    r = Recipe(epochs=2, batch_size=8, lr=1e-3, weight_decay=1e-5, seed=3)
+    ckpt = tmp_path / "tstr.pt"
+    other = train_fcn(x[::-1].copy(), y[::-1].copy(), 3, r)
+    torch.save({"recipe": r.to_dict(), "data": "something else", "n_classes": 3, "epoch": 1, "step": 3,
+                "model": other.state_dict()}, ckpt)
+    fresh, resumed = train_fcn(x, y, 3, r), train_fcn(x, y, 3, r, checkpoint=ckpt)
+    assert resumed.resumed_seconds == 0.0
+    for k, v in fresh.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k

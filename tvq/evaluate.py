@@ -155,12 +155,13 @@ def test_features(model: FCN, x_test: np.ndarray, device: torch.device | str | N
 def evaluate_samples(dataset: DatasetLike | str, samples: np.ndarray, labels: np.ndarray | None = None,
                      cfg: Config | None = None, device: torch.device | str | None = None,
                      model: FCN | None = None, trtr: float | None = None,
-                     progress: bool = False) -> dict[str, Any]:
+                     progress: bool = False, tstr_checkpoint: Path | None = None) -> dict[str, Any]:
     """Every metric of the protocol for one set of generated series.
 
     ``model``/``trtr`` may be passed to reuse an evaluator already in memory; otherwise
     :func:`get_evaluator` trains or loads it. Returns a JSON-ready dict: fid, is_mean,
     is_std, trtr, tstr (None without labels), memorisation figures, and wall times.
+    ``tstr_checkpoint``: where TSTR's FCN saves its state so an interrupted fit resumes.
     """
     cfg = cfg or load_config()
     ds = resolve_dataset(dataset, cfg)
@@ -190,9 +191,9 @@ def evaluate_samples(dataset: DatasetLike | str, samples: np.ndarray, labels: np
     tstr = None
     if y is not None:
         t0 = time.perf_counter()
-        _, tstr = fit_and_score(x, y, ds.x_test, ds.y_test, ds.n_classes, Recipe.from_config(cfg),
-                                device=dev, progress=progress)
-        seconds["tstr"] = time.perf_counter() - t0
+        fcn_tstr, tstr = fit_and_score(x, y, ds.x_test, ds.y_test, ds.n_classes, Recipe.from_config(cfg),
+                                       device=dev, progress=progress, checkpoint=tstr_checkpoint)
+        seconds["tstr"] = time.perf_counter() - t0 + getattr(fcn_tstr, "resumed_seconds", 0.0)
 
     return {
         "dataset": ds.name,

@@ -23,12 +23,14 @@ import json
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .errors import CheckpointError, EvaluationError
 from .io import write_json
@@ -139,12 +141,20 @@ def _check_xy(x: np.ndarray, y: np.ndarray, n_classes: int, what: str) -> tuple[
 
 
 def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
-              device: torch.device | str = "cpu", progress: bool = False) -> FCN:
+              device: torch.device | str = "cpu", progress: bool = False,
+              checkpoint: Path | None = None, checkpoint_every_s: float = 300.0) -> FCN:
     """Fit an FCN with the appendix D recipe; the same seed and data give the same weights.
 
     The initial weights and the batch order come from ``recipe.seed`` alone (the caller's
     random state is left untouched), so TRTR and TSTR run the very same procedure and
     differ only in the training data. Returns the model in eval mode.
+
+    ``checkpoint``: a file to save the training state to every ``checkpoint_every_s``
+    seconds (at an epoch boundary) and to resume from. TSTR on 1024 synthetic series of
+    length ~300 is hours on a CPU core, longer than a working session; a resumed fit
+    continues with the same weights, optimiser moments and batch order, so it ends with the
+    same model as an uninterrupted one. A checkpoint of other data or another recipe is
+    ignored (and overwritten); the file is removed once training ends.
     """
     x, y = _check_xy(x, y, n_classes, "FCN training data")
     device = torch.device(device)
@@ -163,11 +173,23 @@ def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
     gen = torch.Generator().manual_seed(recipe.seed)
     epochs: Iterable[int] = range(recipe.epochs)
     if progress:
-        from tqdm.auto import tqdm
-
         epochs = tqdm(epochs, desc="FCN", unit="epoch", leave=False)
-    step = 0
-    for _ in epochs:
+    step, start_epoch, earlier_s = 0, 0, 0.0
+    key = {"recipe": recipe.to_dict(), "data": data_fingerprint(x, y), "n_classes": int(n_classes)}
+    if checkpoint is not None and Path(checkpoint).is_file():
+        state = _read_fit_state(Path(checkpoint), key)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            gen.set_state(state["gen"])
+            step, start_epoch = int(state["step"]), int(state["epoch"])
+            earlier_s = float(state.get("elapsed_s", 0.0))
+    if start_epoch:
+        epochs = range(start_epoch, recipe.epochs) if not progress else tqdm(
+            range(start_epoch, recipe.epochs), desc="FCN", unit="epoch", leave=False, initial=start_epoch,
+            total=recipe.epochs)
+    t_start = last_save = time.monotonic()
+    for epoch in epochs:
         order = torch.randperm(n, generator=gen).to(device)
         for i in range(steps_per_epoch):
             idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
@@ -178,7 +200,34 @@ def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
             loss.backward()
             opt.step()
             step += 1
+        if checkpoint is not None and time.monotonic() - last_save >= checkpoint_every_s and epoch + 1 < recipe.epochs:
+            _write_fit_state(Path(checkpoint), {**key, "epoch": epoch + 1, "step": step, "model": model.state_dict(),
+                                                "opt": opt.state_dict(), "gen": gen.get_state(),
+                                                "elapsed_s": earlier_s + time.monotonic() - t_start})
+            last_save = time.monotonic()
+    if checkpoint is not None:
+        Path(checkpoint).unlink(missing_ok=True)
+    # Seconds spent by the invocations before a resume, so that wall times stay whole.
+    model.resumed_seconds = earlier_s
     return model.eval()
+
+
+def _write_fit_state(path: Path, state: dict[str, Any]) -> None:
+    """Atomically: a crash while saving leaves the previous checkpoint, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _read_fit_state(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # unreadable (e.g. truncated by a full disk): start over
+        return None
+    if not isinstance(state, dict) or any(state.get(k) != v for k, v in key.items()):
+        return None
+    return state
 
 
 # Series positions per inference batch: the widest activation (256 channels, float32) then
@@ -218,14 +267,14 @@ def accuracy(model: FCN, x: np.ndarray, y: np.ndarray, batch_size: int | None = 
 
 def fit_and_score(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                   n_classes: int, recipe: Recipe, device: torch.device | str = "cpu",
-                  progress: bool = False) -> tuple[FCN, float]:
+                  progress: bool = False, checkpoint: Path | None = None) -> tuple[FCN, float]:
     """Train on (x_fit, y_fit), return the model and its accuracy on the real test set.
 
     With the real training set this is TRTR; with labelled synthetic series it is TSTR
     (section 2.6.4). One function for both keeps the two scores comparable.
     """
     x_test, y_test = _check_xy(x_test, y_test, n_classes, "real test set")
-    model = train_fcn(x_fit, y_fit, n_classes, recipe, device=device, progress=progress)
+    model = train_fcn(x_fit, y_fit, n_classes, recipe, device=device, progress=progress, checkpoint=checkpoint)
     return model, accuracy(model, x_test, y_test)
 
 

@@ -134,7 +134,8 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
     def score(name: str, samples: torch.Tensor, labels: torch.Tensor | None, sample_s: float) -> dict[str, Any]:
         x = samples.cpu().numpy().astype(np.float32)
         y = labels.cpu().numpy() if labels is not None else None
-        metrics = evaluate_samples(ds, x, y, cfg=cfg, device=device, model=evaluator, trtr=trtr)
+        metrics = evaluate_samples(ds, x, y, cfg=cfg, device=device, model=evaluator, trtr=trtr,
+                                   tstr_checkpoint=run_path / f"tstr-{name}.pt")
         metrics["sample_s"] = round(sample_s, 2)
         save_npy(entry / f"samples_{name}.npy", x[:FIGURE_SAMPLES].astype(np.float16))
         if y is not None:
@@ -180,8 +181,9 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
         "n_samples": cfg.n_samples, "n_runs": cfg.n_runs,
         "steps_uncond": cfg.steps_uncond, "steps_cond": cfg.steps_cond,
         "guidance": cfg.guidance, "rescale": cfg.rescale, "rescale_mode": cfg.rescale_mode, "t_max": cfg.t_max,
-        "fid_uncond_mean": float(fids.mean()), "fid_uncond_std": float(fids.std()),
-        "is_uncond_mean": float(iss.mean()), "is_uncond_std": float(iss.std()),
+        # One run has no spread: its std is null, not 0 (the thesis's ± is over three runs).
+        "fid_uncond_mean": float(fids.mean()), "fid_uncond_std": _spread(fids),
+        "is_uncond_mean": float(iss.mean()), "is_uncond_std": _spread(iss),
         "fid_cond": cond["fid"], "is_cond": cond["is_mean"], "tstr": cond["tstr"], "trtr": float(trtr),
         "fid_train_vs_test": floor["fid_train_vs_test"],
         "memorisation_uncond": uncond[0]["memorisation"], "memorisation_cond": cond["memorisation"],
@@ -241,13 +243,18 @@ def _figure_data(model, ds, cfg: Config, entry: Path, run_meta_path: Path) -> di
     return {"reconstruction_mse": mse}
 
 
+def _spread(values: np.ndarray) -> float | None:
+    """Standard deviation over the unconditional runs (numpy's default, ddof = 0); ``None`` for one run."""
+    return float(values.std()) if len(values) > 1 else None
+
+
 def _run_seconds(result: dict[str, Any]) -> float:
     """Sampling plus scoring (FID, IS, memorisation, TSTR's FCN) of one sample set."""
     return float(result["sample_s"]) + sum(float(v) for k, v in result.get("seconds", {}).items() if k != "evaluator")
 
 
 # -- the store -------------------------------------------------------------------------------------
-SUMMARY_KEYS = ("dataset", "profile", "seed", "stage1_epochs", "stage2_epochs", "fid_uncond_mean",
+SUMMARY_KEYS = ("dataset", "profile", "seed", "stage1_epochs", "stage2_epochs", "n_runs", "fid_uncond_mean",
                 "fid_uncond_std", "is_uncond_mean", "is_uncond_std", "fid_cond", "is_cond", "tstr", "trtr",
                 "fid_train_vs_test", "wall_s")
 
