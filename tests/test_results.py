@@ -80,3 +80,22 @@ def test_a_training_variant_is_full_budget_against_the_thesis_with_its_change():
     assert R.budget_of(v)[0]
     full, label = R.budget_of({**v, "n_runs": 1})
     assert not full and label.endswith("n_runs=1)")
+
+
+def test_protocol_repeats_collects_only_the_protocols_own_sampler_settings():
+    entry = {"profile": "thesis", "seed": 0, "n_samples": 1024,
+             "config": {"t_max": 0.99, "steps_uncond": 128, "rescale": 0.1, "rescale_mode": "global"},
+             "uncond_runs": [{"fid": 10.0}, {"fid": 11.0}]}
+    row = {"conditional": False, "t_max": 0.99, "steps": 128, "rescale": 0.1, "rescale_mode": "global", "fid": 12.0}
+    study = {"profile": "thesis", "seed": 0, "n_samples": 1024,
+             "rows": [row, {**row, "steps": 32, "fid": 50.0}, {**row, "conditional": True, "fid": 60.0},
+                      {**row, "rescale_mode": "per_sample", "fid": 70.0}, {**row, "thesis_alpha": True, "fid": 80.0}]}
+    other_seed = {**study, "seed": 1}
+    assert R.protocol_repeats(entry, study, other_seed, None) == [10.0, 11.0, 12.0]
+
+
+def test_compare_word_needs_a_difference_beyond_twice_the_noise():
+    assert R.compare_word(10.0, 11.0, noise=0.6) == "within the repeat spread of"
+    assert R.compare_word(10.0, 12.0, noise=0.6) == "lower than"
+    assert R.compare_word(14.0, 12.0, noise=0.6) == "higher than"
+    assert R.compare_word(float("nan"), 12.0, noise=0.6) == "not comparable with"

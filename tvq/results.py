@@ -153,6 +153,38 @@ def rank_agreement(table: pd.DataFrame, metric: str) -> float:
     return float(spearmanr(both[f"thesis_{metric}"], both[f"ours_{metric}"]).statistic)
 
 
+def protocol_repeats(entry: dict[str, Any], *studies: dict[str, Any] | None) -> list[float]:
+    """Every unconditional FID drawn with the protocol's own sampler settings from one model.
+
+    The entry's ``n_runs`` runs, plus any cell of a sampling study (``tvq ablate tmax|rescale``)
+    on the same profile and seed whose t_max, steps and rescaling equal the protocol's: the same
+    sampler with another random stream. Their spread is the noise floor against which a
+    single-draw difference between two cells of a study has to be read.
+    """
+    cfg = entry["config"]
+    fids = [float(r["fid"]) for r in entry.get("uncond_runs", []) if r.get("fid") is not None]
+    for study in studies:
+        if not study or study.get("profile") != entry["profile"] or study.get("seed") != entry["seed"] \
+                or study.get("n_samples") != entry.get("n_samples"):
+            continue
+        for r in study["rows"]:
+            if (not r.get("conditional") and not r.get("thesis_alpha", False) and r.get("fid") is not None
+                    and np.isclose(r["t_max"], cfg["t_max"]) and r["steps"] == cfg["steps_uncond"]
+                    and np.isclose(r["rescale"], cfg["rescale"]) and r["rescale_mode"] == cfg["rescale_mode"]):
+                fids.append(float(r["fid"]))
+    return fids
+
+
+def compare_word(value: float, reference: float, noise: float) -> str:
+    """``lower than`` / ``higher than`` / ``within the repeat spread of``: a difference counts
+    only when it exceeds twice the standard deviation of repeated draws (``noise``)."""
+    if not (np.isfinite(value) and np.isfinite(reference)):
+        return "not comparable with"
+    if np.isfinite(noise) and abs(value - reference) <= 2 * noise:
+        return "within the repeat spread of"
+    return "lower than" if value < reference else "higher than"
+
+
 def loglog_fit(x: np.ndarray, y: np.ndarray, log_y: bool = True) -> tuple[float, float]:
     """Least-squares line through ``(log10 x, log10 y)`` (or ``log10 x, y``): ``(slope, intercept)``.
 
