@@ -171,9 +171,6 @@ def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
     steps_per_epoch = math.ceil(n / recipe.batch_size)
     total = recipe.epochs * steps_per_epoch
     gen = torch.Generator().manual_seed(recipe.seed)
-    epochs: Iterable[int] = range(recipe.epochs)
-    if progress:
-        epochs = tqdm(epochs, desc="FCN", unit="epoch", leave=False)
     step, start_epoch, earlier_s = 0, 0, 0.0
     key = {"recipe": recipe.to_dict(), "data": data_fingerprint(x, y), "n_classes": int(n_classes)}
     if checkpoint is not None and Path(checkpoint).is_file():
@@ -184,10 +181,9 @@ def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
             gen.set_state(state["gen"])
             step, start_epoch = int(state["step"]), int(state["epoch"])
             earlier_s = float(state.get("elapsed_s", 0.0))
-    if start_epoch:
-        epochs = range(start_epoch, recipe.epochs) if not progress else tqdm(
-            range(start_epoch, recipe.epochs), desc="FCN", unit="epoch", leave=False, initial=start_epoch,
-            total=recipe.epochs)
+    epochs: Iterable[int] = range(start_epoch, recipe.epochs)
+    if progress:
+        epochs = tqdm(epochs, desc="FCN", unit="epoch", leave=False, initial=start_epoch, total=recipe.epochs)
     t_start = last_save = time.monotonic()
     for epoch in epochs:
         order = torch.randperm(n, generator=gen).to(device)
