@@ -76,7 +76,7 @@ def fcn_step_s(n: int, length: int, n_classes: int, recipe: Recipe, repeats: int
 def sampling_s(model: TimeVQVDM, n: int, steps: int, labels: torch.Tensor | None, device: torch.device,
                short: int = 2, long: int = 6) -> float:
     """Seconds of one draw of ``n`` series at ``steps`` steps: per-step cost from the difference of
-    a ``long``- and a ``short``-step draw, plus the fixed cost (encoding-free decode) once."""
+    a ``long``- and a ``short``-step draw, plus the fixed cost (decoding the latents, rescaling) once."""
     def draw(k: int) -> float:
         return _timed(lambda: model.sample(n, class_labels=labels, steps=k,
                                            generator=torch.Generator().manual_seed(0)), device)
