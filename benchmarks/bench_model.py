@@ -14,33 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import time
 
 import torch
+
+from timing import median_seconds, stage1_step, stage2_step, sync
 
 from tvq.config import load_config
 from tvq.data import load_ucr
 from tvq.device import resolve_device
 from tvq.model import TimeVQVDM
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def time_steps(step, n: int, warmup: int, device: torch.device) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(n):
-        _sync(device)
-        t0 = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -69,33 +52,9 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     bs = args.batch_size
 
-    # Stage 1: one AdamW step on a batch of series (Algorithm 1).
-    model.train()
-    opt1 = torch.optim.AdamW(model.stage1_parameters(), lr=1e-3, foreach=True)
-
-    def step1():
-        idx = torch.randint(len(x), (bs,), generator=g).to(device)
-        loss = model.stage1_loss(x[idx])["total"]
-        opt1.zero_grad(set_to_none=True)
-        loss.backward()
-        opt1.step()
-
-    stage1 = time_steps(step1, args.steps, 2, device)
-
-    # Stage 2: latents of the frozen stage 1 computed once, then one step of both priors.
-    model.fit_scalers(x)
-    z0_lf, z0_hf = model.encode(x)
-    model.stage1.eval()
-    opt2 = torch.optim.AdamW(model.stage2_parameters(), lr=1e-3, foreach=True)
-
-    def step2():
-        idx = torch.randint(len(x), (bs,), generator=g).to(device)
-        loss = model.stage2_loss(z0_lf[idx], z0_hf[idx], y[idx], g)["total"]
-        opt2.zero_grad(set_to_none=True)
-        loss.backward()
-        opt2.step()
-
-    stage2 = time_steps(step2, args.steps, 2, device)
+    # Stage 1, then stage 2 on the frozen stage 1's latents: one AdamW step each (Algorithms 1, 2).
+    stage1 = median_seconds(stage1_step(model, x, bs, g), args.steps, device, warmup=2)
+    stage2 = median_seconds(stage2_step(model, x, y, bs, g), args.steps, device, warmup=2)
 
     out = {
         "dataset": args.dataset, "length": ds.length, "latent_widths": [model.width_lf, model.width_hf],
@@ -105,11 +64,11 @@ def main() -> None:
     }
     if not args.skip_sampling:
         model.eval()
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         s = model.sample(args.n_samples, steps=args.sample_steps, generator=torch.Generator().manual_seed(0),
                          batch_size=args.n_samples, bf16=args.bf16)
-        _sync(device)
+        sync(device)
         out[f"sample_{args.n_samples}_s"] = round(time.perf_counter() - t0, 2)
         out["sample_steps"] = args.sample_steps
         out["bf16"] = args.bf16

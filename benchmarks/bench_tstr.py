@@ -16,35 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 
-from dataclasses import replace
-
-import numpy as np
-import torch
-
+from timing import fcn_step_seconds
 from tvq.config import load_config
 from tvq.device import resolve_device, set_threads
-from tvq.fcn import Recipe, train_fcn
+from tvq.fcn import Recipe
 from tvq.train import hardware_summary
-
-
-def time_steps(length: int, n_classes: int, samples: int, epochs: int, device: torch.device) -> float:
-    """Wall seconds per optimiser step of :func:`tvq.fcn.train_fcn` itself (the TSTR code path:
-    batch order, learning-rate schedule, AdamW), over ``epochs`` epochs on random series, after
-    a one-step warm-up that pays for allocation and kernel selection."""
-    recipe = Recipe.from_config(load_config("thesis"))
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((samples, length)).astype(np.float32)
-    y = rng.integers(0, n_classes, samples)
-    train_fcn(x[:recipe.batch_size], y[:recipe.batch_size], n_classes, replace(recipe, epochs=1), device=device)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    train_fcn(x, y, n_classes, replace(recipe, epochs=epochs), device=device)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / (epochs * math.ceil(samples / recipe.batch_size))
 
 
 def main() -> None:
@@ -63,7 +40,7 @@ def main() -> None:
         set_threads(args.threads)
     total_steps = cfg.fcn_epochs * math.ceil(args.samples / cfg.fcn_batch_size)
     for length in args.lengths:
-        s = time_steps(length, args.classes, args.samples, args.epochs, device)
+        s = fcn_step_seconds(args.samples, length, args.classes, Recipe.from_config(cfg), args.epochs, device)
         print(json.dumps({"length": length, "batch": cfg.fcn_batch_size, "s_per_step": round(s, 4),
                           "tstr_steps": total_steps, "tstr_minutes": round(s * total_steps / 60, 1),
                           **hardware_summary(device)}), flush=True)

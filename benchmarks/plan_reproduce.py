@@ -27,50 +27,18 @@ import argparse
 import json
 import math
 import sys
-import time
-from dataclasses import replace
 
-import numpy as np
 import torch
 
+from timing import fcn_step_seconds, median_seconds, seconds, stage1_step, stage2_step
 from tvq.config import load_config
 from tvq.data import load_ucr
 from tvq.data.sources import wheel_names
 from tvq.device import resolve_device, set_threads
 from tvq.errors import TvqError
-from tvq.fcn import Recipe, train_fcn
+from tvq.fcn import Recipe
 from tvq.model import TimeVQVDM
 from tvq.train import hardware_summary
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _timed(fn, device: torch.device) -> float:
-    _sync(device)
-    t0 = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - t0
-
-
-def optimiser_step_s(step, repeats: int, device: torch.device) -> float:
-    """Median seconds of ``step()`` after one warm-up call (allocation, kernel selection)."""
-    step()
-    return float(np.median([_timed(step, device) for _ in range(repeats)]))
-
-
-def fcn_step_s(n: int, length: int, n_classes: int, recipe: Recipe, repeats: int, device: torch.device) -> float:
-    """Seconds per step of :func:`tvq.fcn.train_fcn` itself on ``n`` random series (one epoch
-    per repeat, at most one batch), after a warm-up epoch."""
-    rng = np.random.default_rng(0)
-    n = min(n, recipe.batch_size)
-    x = rng.standard_normal((n, length)).astype(np.float32)
-    y = np.arange(n) % n_classes
-    one = replace(recipe, epochs=1)
-    return optimiser_step_s(lambda: train_fcn(x, y, n_classes, one, device=device), repeats, device)
 
 
 def sampling_s(model: TimeVQVDM, n: int, steps: int, labels: torch.Tensor | None, device: torch.device,
@@ -78,8 +46,8 @@ def sampling_s(model: TimeVQVDM, n: int, steps: int, labels: torch.Tensor | None
     """Seconds of one draw of ``n`` series at ``steps`` steps: per-step cost from the difference of
     a ``long``- and a ``short``-step draw, plus the fixed cost (decoding the latents, rescaling) once."""
     def draw(k: int) -> float:
-        return _timed(lambda: model.sample(n, class_labels=labels, steps=k,
-                                           generator=torch.Generator().manual_seed(0)), device)
+        return seconds(lambda: model.sample(n, class_labels=labels, steps=k,
+                                            generator=torch.Generator().manual_seed(0)), device)
     draw(short)  # warm-up
     t_short, t_long = draw(short), draw(long)
     per_step = max(0.0, (t_long - t_short) / (long - short))
@@ -97,35 +65,10 @@ def plan(name: str, params: str, device: torch.device, repeats: int) -> dict:
     y = torch.from_numpy(ds.y_train).to(device)
     g = torch.Generator().manual_seed(0)
 
-    # 1. stage 1 (Algorithm 1): one AdamW step on a batch of min(N, batch) series
-    model.train()
-    bs1 = min(n, cfg.stage1_batch_size)
-    opt1 = torch.optim.AdamW(model.stage1_parameters(), lr=cfg.stage1_lr, foreach=True)
-
-    def step1():
-        loss = model.stage1_loss(x[torch.randperm(n, generator=g)[:bs1].to(device)])["total"]
-        opt1.zero_grad(set_to_none=True)
-        loss.backward()
-        opt1.step()
-
-    s1 = optimiser_step_s(step1, repeats, device)
-
-    # 2. stage 2 (Algorithm 2) on the frozen stage 1's latents
-    model.fit_scalers(x)
-    z_lf, z_hf = model.encode(x)
-    model.train()
-    model.stage1.eval()
-    bs2 = min(n, cfg.stage2_batch_size)
-    opt2 = torch.optim.AdamW(model.stage2_parameters(), lr=cfg.stage2_lr, foreach=True)
-
-    def step2():
-        idx = torch.randperm(n, generator=g)[:bs2].to(device)
-        loss = model.stage2_loss(z_lf[idx], z_hf[idx], y[idx], g)["total"]
-        opt2.zero_grad(set_to_none=True)
-        loss.backward()
-        opt2.step()
-
-    s2 = optimiser_step_s(step2, repeats, device)
+    # 1-2. stage 1 (Algorithm 1), then stage 2 (Algorithm 2) on the frozen stage 1's latents:
+    #      one AdamW step each on a batch of min(N, batch size) series
+    s1 = median_seconds(stage1_step(model, x, min(n, cfg.stage1_batch_size), g), repeats, device)
+    s2 = median_seconds(stage2_step(model, x, y, min(n, cfg.stage2_batch_size), g), repeats, device)
 
     # 3. sampling (Algorithm 4), one batch of the profile's size, scaled to n_samples
     model.eval()
@@ -137,9 +80,9 @@ def plan(name: str, params: str, device: torch.device, repeats: int) -> dict:
 
     # 4. the two FCN fits: the evaluator on the training set, TSTR on the conditional samples
     recipe = Recipe.from_config(cfg)
-    fcn_eval = recipe.epochs * math.ceil(n / recipe.batch_size) * fcn_step_s(n, length, ds.n_classes, recipe,
-                                                                            repeats, device)
-    tstr = recipe.epochs * math.ceil(cfg.n_samples / recipe.batch_size) * fcn_step_s(
+    fcn_eval = recipe.epochs * math.ceil(n / recipe.batch_size) * fcn_step_seconds(
+        n, length, ds.n_classes, recipe, repeats, device)
+    tstr = recipe.epochs * math.ceil(cfg.n_samples / recipe.batch_size) * fcn_step_seconds(
         cfg.n_samples, length, ds.n_classes, recipe, repeats, device)
 
     minutes = {
@@ -164,7 +107,8 @@ def main() -> int:
     ap.add_argument("-f", "--params", default="thesis", help="profile whose budget is projected (default thesis)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--repeats", type=int, default=3, help="timed repeats per step kind (median)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="timed optimiser steps per stage (median) and timed FCN epochs")
     ap.add_argument("--markdown", action="store_true", help="also print a table sorted by projected time")
     args = ap.parse_args()
     names = sorted(wheel_names()) if args.offline else args.datasets
