@@ -73,6 +73,53 @@ def test_an_interrupted_protocol_resumes_without_redoing_finished_phases(env, mo
     assert len(load_results()) == 1
 
 
+def test_an_interruption_while_scoring_keeps_the_conditional_draw(env, monkeypatch):
+    """TSTR resumes only for the same training data, so a resume scores the saved draw, not a new one."""
+    import numpy as np
+
+    import tvq.evaluate
+
+    cfg = tiny()
+    real_sample, real_evaluate = tvq.model.TimeVQVDM.sample, tvq.evaluate.evaluate_samples
+    calls = {"sample": 0, "cond_scored": 0}
+
+    def counted_sample(self, *args, **kwargs):
+        calls["sample"] += 1
+        return real_sample(self, *args, **kwargs)
+
+    def dies_on_first_conditional(ds, x, y, **kwargs):
+        if y is not None and calls["cond_scored"] == 0:
+            calls["cond_scored"] += 1
+            raise KeyboardInterrupt  # e.g. the session ends during TSTR
+        return real_evaluate(ds, x, y, **kwargs)
+
+    monkeypatch.setattr(tvq.model.TimeVQVDM, "sample", counted_sample)
+    monkeypatch.setattr(tvq.evaluate, "evaluate_samples", dies_on_first_conditional)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce(cfg, log=lambda m: None)
+    pending = list(run_dir(cfg).parent.glob("*/pending-cond.npz"))
+    assert len(pending) == 1
+    with np.load(pending[0]) as f:
+        drawn_x, drawn_y = f["x"], f["labels"]
+    assert drawn_x.shape == (cfg.n_samples, 96) and drawn_y.shape == (cfg.n_samples,)
+
+    calls["sample"] = 0
+    reproduce(cfg, log=lambda m: None)
+    assert calls["sample"] == 1  # the band figure's 16 series only: the conditional set was not drawn again
+    entry = entry_dir(cfg)
+    np.testing.assert_array_equal(np.load(entry / "samples_cond.npy"), drawn_x[:256].astype(np.float16))
+    np.testing.assert_array_equal(np.load(entry / "labels_cond.npy"), drawn_y[:256])
+    assert not pending[0].exists()  # removed once the phase is stored
+
+    # A draw made under another configuration is not taken for this one.
+    from tvq.reproduce import _load_draw, _save_draw
+    import torch
+    path = env / "draw.npz"
+    _save_draw(path, {"guidance": 3.0}, torch.zeros(2, 4), torch.zeros(2, dtype=torch.long), 1.0)
+    assert _load_draw(path, {"guidance": 3.0}) is not None
+    assert _load_draw(path, {"guidance": 2.0}) is None
+
+
 def test_cli_results_json(env):
     import subprocess
     import sys

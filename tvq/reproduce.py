@@ -28,7 +28,8 @@ folder per (dataset, profile, seed)::
 
 Checkpoints and trained weights are large and live outside the store, under
 ``$TVQ_CACHE_DIR/runs/<dataset>/<profile>-seed<seed>-<fingerprint>`` (default cache
-``~/.cache/tvq``), never in git.
+``~/.cache/tvq``), never in git; so do TSTR's checkpoint and the conditional draw it trains on
+(``pending-cond.npz``, removed once the conditional phase is stored).
 """
 from __future__ import annotations
 
@@ -159,11 +160,21 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
     # 4. class-conditional run (training class proportions)
     cond = phases.get("cond")
     if cond is None:
-        gen = torch.Generator().manual_seed(cfg.seed * 1000 + 999)
-        labels = class_labels_by_proportion(ds.y_train, cfg.n_samples, gen, n_classes=ds.n_classes)
-        t0 = time.monotonic()
-        x = model.sample(cfg.n_samples, class_labels=labels, steps=cfg.steps_cond, guidance=cfg.guidance, generator=gen)
-        cond = phases.put("cond", score("cond", x, labels, time.monotonic() - t0))
+        # The draw is kept in the run folder until the phase is finished: TSTR (hours on a CPU)
+        # resumes from its checkpoint only for the very same training data, and a re-drawn set
+        # need not match it to the bit on another CPU or thread count.
+        pending = run_path / "pending-cond.npz"
+        drawn = _load_draw(pending, phases.fingerprint)
+        if drawn is None:
+            gen = torch.Generator().manual_seed(cfg.seed * 1000 + 999)
+            labels = class_labels_by_proportion(ds.y_train, cfg.n_samples, gen, n_classes=ds.n_classes)
+            t0 = time.monotonic()
+            x = model.sample(cfg.n_samples, class_labels=labels, steps=cfg.steps_cond, guidance=cfg.guidance,
+                             generator=gen)
+            drawn = (x, labels, time.monotonic() - t0)
+            _save_draw(pending, phases.fingerprint, *drawn)
+        cond = phases.put("cond", score("cond", *drawn))
+        pending.unlink(missing_ok=True)
     log(f"[{cfg.dataset}] conditional: FID {cond['fid']:.3f}, IS {cond['is_mean']:.3f}, TSTR {cond['tstr']:.3f}")
 
     # 5. what the figures need beyond the samples: the two bands of real and generated series,
@@ -241,6 +252,27 @@ def _figure_data(model, ds, cfg: Config, entry: Path, run_meta_path: Path) -> di
         thinned[term] = {"epoch": [i + 1 for i in idx], "value": [float(values[i]) for i in idx]}
     write_json(entry / "history.json", thinned)
     return {"reconstruction_mse": mse}
+
+
+def _save_draw(path: Path, fingerprint: dict[str, Any], x: torch.Tensor, labels: torch.Tensor,
+               sample_s: float) -> None:
+    """A drawn sample set, with the configuration that drew it, written atomically."""
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:  # np.savez would rename a path
+        np.savez(fh, x=x.cpu().numpy().astype(np.float32), labels=labels.cpu().numpy().astype(np.int64),
+                 sample_s=np.float64(sample_s), key=np.array(json.dumps(fingerprint, sort_keys=True, default=str)))
+
+
+def _load_draw(path: Path, fingerprint: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, float] | None:
+    """The set :func:`_save_draw` wrote, if it was drawn under this very configuration."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as f:
+            if str(f["key"]) != json.dumps(fingerprint, sort_keys=True, default=str):
+                return None
+            return torch.from_numpy(f["x"]), torch.from_numpy(f["labels"]), float(f["sample_s"])
+    except (OSError, KeyError, ValueError):  # unreadable: draw again
+        return None
 
 
 def _spread(values: np.ndarray) -> float | None:
