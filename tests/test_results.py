@@ -99,3 +99,11 @@ def test_compare_word_needs_a_difference_beyond_twice_the_noise():
     assert R.compare_word(10.0, 12.0, noise=0.6) == "lower than"
     assert R.compare_word(14.0, 12.0, noise=0.6) == "higher than"
     assert R.compare_word(float("nan"), 12.0, noise=0.6) == "not comparable with"
+
+
+def test_hardware_label_names_the_gpu_or_the_cpu_with_its_threads():
+    from tvq.results import hardware_label
+
+    assert hardware_label({"device": "cuda", "gpu": "NVIDIA H200", "cpu": "Xeon", "threads": 16}) == "NVIDIA H200"
+    assert hardware_label({"device": "cpu", "gpu": None, "cpu": "AMD EPYC", "threads": 1}) == "AMD EPYC, 1 thread(s)"
+    assert hardware_label({}) == "?, ? thread(s)"

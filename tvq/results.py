@@ -70,6 +70,14 @@ def budget_of(config: dict[str, Any], reference: Config | None = None) -> tuple[
     return False, f"reduced ({epochs}; " + ", ".join(diffs) + ")"
 
 
+def hardware_label(hw: dict[str, Any]) -> str:
+    """Where an entry ran, in a few words: the GPU's name, or the CPU's with torch's thread count
+    (which matters on a CPU and not beside a GPU)."""
+    if hw.get("gpu"):
+        return str(hw["gpu"])
+    return f"{hw.get('cpu', '?')}, {hw.get('threads', '?')} thread(s)"
+
+
 def entries(root: Path | None = None, profile: str | None = None) -> pd.DataFrame:
     """Finished store entries (optionally of one profile) with ``full_budget`` and ``budget`` columns."""
     rows = []
@@ -80,7 +88,7 @@ def entries(root: Path | None = None, profile: str | None = None) -> pd.DataFram
         hw = rec.get("hardware", {})
         rows.append({**{k: v for k, v in rec.items() if not isinstance(v, (dict, list))},
                      "full_budget": full, "budget": label,
-                     "hardware": f"{hw.get('gpu') or hw.get('cpu', '?')}, {hw.get('threads', '?')} thread(s)",
+                     "hardware": hardware_label(hw),
                      "recon_mse_train": rec.get("reconstruction_mse", {}).get("train"),
                      "recon_mse_test": rec.get("reconstruction_mse", {}).get("test")})
     columns = ["dataset", "profile", "seed", "full_budget", "budget"]
