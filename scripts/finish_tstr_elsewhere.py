@@ -9,9 +9,9 @@ weights and optimiser moments), and wrote the training state at epoch ``epochs -
 into the run folder as ``tstr-cond.pt``, that state makes ``tvq reproduce`` resume there: it runs
 the last epoch on the CPU, scores TSTR on the real test set and finishes the entry.
 
-``train_fcn`` checkpoints on a timer and deletes its checkpoint when the fit ends; to keep the
-one state needed, the checkpoint writer is wrapped for the duration of the call so that it
-writes only the state at epoch ``epochs - 1``, to ``OUT_DIR/<run folder name>-tstr-cond.pt``.
+The two fits were finished with an earlier form of this script, which wrapped ``train_fcn``'s
+checkpoint writer to keep the state at epoch ``epochs - 1``; ``train_fcn(stop_at_epoch=...)`` now
+does that itself, along the same training path.
 
     PYTHONPATH=. python scripts/finish_tstr_elsewhere.py cuda OUT_DIR RUN_FOLDER [RUN_FOLDER ...]
 
@@ -45,21 +45,10 @@ def finish(pending: Path, ckpt_in: Path, ckpt_out: Path, recipe: fcn.Recipe, dev
     if fcn._read_fit_state(ckpt_in, key) is None:
         raise SystemExit(f"{ckpt_in}: checkpoint does not match the draw and recipe")
     start = int(state["epoch"])
-    work = ckpt_out.with_name(ckpt_out.name + ".work")
-    shutil.copyfile(ckpt_in, work)
-    original = fcn._write_fit_state
-
-    def keep_last(path, st):
-        if st["epoch"] == recipe.epochs - 1:
-            original(ckpt_out, st)
-
-    fcn._write_fit_state = keep_last
-    try:
-        t0 = time.monotonic()
-        fcn.train_fcn(x, y, n_classes, recipe, device=device, checkpoint=work, checkpoint_every_s=0.0)
-        seconds = time.monotonic() - t0
-    finally:
-        fcn._write_fit_state = original
+    shutil.copyfile(ckpt_in, ckpt_out)
+    t0 = time.monotonic()
+    fcn.train_fcn(x, y, n_classes, recipe, device=device, checkpoint=ckpt_out, stop_at_epoch=recipe.epochs - 1)
+    seconds = time.monotonic() - t0
     out = torch.load(ckpt_out, map_location="cpu", weights_only=False)
     return {"start_epoch": start, "end_epoch": int(out["epoch"]), "seconds": round(seconds, 2),
             "elapsed_s_before": round(float(state.get("elapsed_s", 0.0)), 1),

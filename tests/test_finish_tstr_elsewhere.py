@@ -66,3 +66,21 @@ def test_script_refuses_a_checkpoint_of_other_data(tmp_path):
     np.savez(tmp_path / "pending-cond.npz", x=x, labels=y)
     with pytest.raises(SystemExit, match="does not match"):
         script.finish(tmp_path / "pending-cond.npz", tmp_path / "tstr-cond.pt", tmp_path / "out.pt", recipe, "cpu")
+
+
+def test_stop_at_epoch_is_refused_without_a_checkpoint_or_past_it(tmp_path):
+    from tvq.errors import CheckpointError
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(20, 16)).astype(np.float32)
+    y = rng.integers(0, 2, 20)
+    recipe = fcn.Recipe(epochs=4, batch_size=8, lr=1e-3, weight_decay=0.0, seed=0)
+    for bad in (0, 4):
+        with pytest.raises(ValueError, match="stop_at_epoch"):
+            fcn.train_fcn(x, y, 2, recipe, checkpoint=tmp_path / "c.pt", stop_at_epoch=bad)
+    with pytest.raises(ValueError, match="stop_at_epoch"):
+        fcn.train_fcn(x, y, 2, recipe, stop_at_epoch=2)
+    fcn.train_fcn(x, y, 2, recipe, checkpoint=tmp_path / "c.pt", stop_at_epoch=3)
+    assert torch.load(tmp_path / "c.pt", weights_only=False)["epoch"] == 3  # kept, at the epoch asked for
+    with pytest.raises(CheckpointError, match="at epoch 3"):
+        fcn.train_fcn(x, y, 2, recipe, checkpoint=tmp_path / "c.pt", stop_at_epoch=2)

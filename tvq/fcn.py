@@ -142,7 +142,8 @@ def _check_xy(x: np.ndarray, y: np.ndarray, n_classes: int, what: str) -> tuple[
 
 def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
               device: torch.device | str = "cpu", progress: bool = False,
-              checkpoint: Path | None = None, checkpoint_every_s: float = 300.0) -> FCN:
+              checkpoint: Path | None = None, checkpoint_every_s: float = 300.0,
+              stop_at_epoch: int | None = None) -> FCN:
     """Fit an FCN with the appendix D recipe; the same seed and data give the same weights.
 
     The initial weights and the batch order come from ``recipe.seed`` alone (the caller's
@@ -155,8 +156,15 @@ def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
     continues with the same weights, optimiser moments and batch order, so it ends with the
     same model as an uninterrupted one. A checkpoint of other data or another recipe is
     ignored (and overwritten); the file is removed once training ends.
+
+    ``stop_at_epoch``: end after that many epochs with the state saved to ``checkpoint``, which
+    is then kept, so that the fit can be finished by another call (on another machine, say).
+    The model returned is unfinished.
     """
     x, y = _check_xy(x, y, n_classes, "FCN training data")
+    if stop_at_epoch is not None and (checkpoint is None or not 0 < stop_at_epoch < recipe.epochs):
+        raise ValueError(f"stop_at_epoch needs a checkpoint and 0 < stop_at_epoch < {recipe.epochs}, "
+                         f"got {stop_at_epoch}")
     device = torch.device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
@@ -181,6 +189,8 @@ def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
             gen.set_state(state["gen"])
             step, start_epoch = int(state["step"]), int(state["epoch"])
             earlier_s = float(state.get("elapsed_s", 0.0))
+    if stop_at_epoch is not None and stop_at_epoch <= start_epoch:
+        raise CheckpointError(f"{checkpoint} is at epoch {start_epoch}, not before stop_at_epoch={stop_at_epoch}")
     epochs: Iterable[int] = range(start_epoch, recipe.epochs)
     if progress:
         epochs = tqdm(epochs, desc="FCN", unit="epoch", leave=False, initial=start_epoch, total=recipe.epochs)
@@ -196,12 +206,16 @@ def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
             loss.backward()
             opt.step()
             step += 1
-        if checkpoint is not None and time.monotonic() - last_save >= checkpoint_every_s and epoch + 1 < recipe.epochs:
+        stop = epoch + 1 == stop_at_epoch
+        if checkpoint is not None and epoch + 1 < recipe.epochs and (
+                stop or time.monotonic() - last_save >= checkpoint_every_s):
             _write_fit_state(Path(checkpoint), {**key, "epoch": epoch + 1, "step": step, "model": model.state_dict(),
                                                 "opt": opt.state_dict(), "gen": gen.get_state(),
                                                 "elapsed_s": earlier_s + time.monotonic() - t_start})
             last_save = time.monotonic()
-    if checkpoint is not None:
+        if stop:
+            break
+    if checkpoint is not None and stop_at_epoch is None:
         Path(checkpoint).unlink(missing_ok=True)
     # Seconds spent by the invocations before a resume, so that wall times stay whole.
     model.resumed_seconds = earlier_s
