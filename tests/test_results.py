@@ -49,6 +49,17 @@ def test_common_summary_uses_only_datasets_both_report():
     assert s.loc["fid_mean", "n_datasets"] == 2
     assert s.loc["fid_mean", "thesis_mean"] == pytest.approx(2.0)
     assert s.loc["fid_mean", "ours_mean"] == pytest.approx(3.0)
+    assert s.loc["fid_mean", "ours_lower"] == 0
+
+
+def test_scores_by_prefers_the_protocols_own_scores_then_a_rescoring():
+    rec = {"evaluator": "own", "fid_uncond_mean": 3.0, "n_samples": 1024, "n_runs": 3,
+           "rescored": {"lee2023": {"fid_uncond": 5.0, "is_uncond": 1.5, "fid_cond": 2.0, "is_cond": 1.8,
+                                    "trtr": 0.9, "fid_train_vs_test": 0.5, "n_uncond": 256}}}
+    assert R.scores_by(rec, "own")["fid_uncond_mean"] == 3.0 and R.scores_by(rec, "own")["scored_from"] == "protocol"
+    lee = R.scores_by(rec, "lee2023")
+    assert (lee["fid_uncond_mean"], lee["n_uncond"], lee["scored_from"], lee["fid_uncond_std"]) == (5.0, 256, "stored", None)
+    assert R.scores_by({"fid_uncond_mean": 1.0}, "lee2023") is None  # an old entry, never re-scored
 
 
 def test_archive_tables_have_all_128_rows_with_ours_where_run(tmp_path, monkeypatch):
@@ -60,8 +71,10 @@ def test_archive_tables_have_all_128_rows_with_ours_where_run(tmp_path, monkeypa
         sample_batch_size=20, fcn_epochs=1))
     record = reproduce(cfg, root=tmp_path / "store", log=lambda m: None)
     # the thesis profile counts full-budget runs only: this smoke run is not one
-    assert R.archive_table(4, tmp_path / "store")["ours_fid_mean"].isna().all()
-    t5 = R.archive_table(5, tmp_path / "store", full_only=False, profile="smoke")
+    assert R.archive_table(4, tmp_path / "store", evaluator="own")["ours_fid_mean"].isna().all()
+    # the smoke run was scored by our own FCN: under the thesis's evaluator it has no FID yet
+    assert R.archive_table(5, tmp_path / "store", full_only=False, profile="smoke")["ours_fid_mean"].isna().all()
+    t5 = R.archive_table(5, tmp_path / "store", full_only=False, profile="smoke", evaluator="own")
     assert len(t5) == 128 and list(t5["id"]) == list(range(1, 129))
     row = t5.set_index("dataset").loc["Chinatown"]
     assert row["ours_tstr_pct"] == pytest.approx(100 * record["tstr"])

@@ -15,7 +15,7 @@ from .errors import TvqError
 
 # Modules that contribute subcommands, in the order ``tvq --help`` lists them.
 _COMMAND_MODULES = ("tvq.data.cli", "tvq.train", "tvq.sample", "tvq.evaluate", "tvq.notebook",
-                    "tvq.reproduce", "tvq.ablations", "tvq.sweep")
+                    "tvq.reproduce", "tvq.rescore", "tvq.ablations", "tvq.sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:

