@@ -38,7 +38,7 @@ def finish(pending: Path, ckpt_in: Path, ckpt_out: Path, recipe: fcn.Recipe, dev
     """Train from ``ckpt_in`` to epoch ``recipe.epochs - 1`` on ``device``; save that state to ``ckpt_out``."""
     f = np.load(pending)
     x = validate_samples(f["x"].astype(np.float32), f["x"].shape[1])
-    state = torch.load(ckpt_in, map_location="cpu", weights_only=False)
+    state = torch.load(ckpt_in, map_location="cpu", weights_only=True)
     n_classes = int(state["n_classes"])
     y = validate_labels(f["labels"], x.shape[0], n_classes)
     key = {"recipe": recipe.to_dict(), "data": fcn.data_fingerprint(x, y), "n_classes": n_classes}
@@ -49,7 +49,7 @@ def finish(pending: Path, ckpt_in: Path, ckpt_out: Path, recipe: fcn.Recipe, dev
     t0 = time.monotonic()
     fcn.train_fcn(x, y, n_classes, recipe, device=device, checkpoint=ckpt_out, stop_at_epoch=recipe.epochs - 1)
     seconds = time.monotonic() - t0
-    out = torch.load(ckpt_out, map_location="cpu", weights_only=False)
+    out = torch.load(ckpt_out, map_location="cpu", weights_only=True)
     return {"start_epoch": start, "end_epoch": int(out["epoch"]), "seconds": round(seconds, 2),
             "elapsed_s_before": round(float(state.get("elapsed_s", 0.0)), 1),
             "elapsed_s_after": round(float(out["elapsed_s"]), 1)}

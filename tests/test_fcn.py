@@ -307,3 +307,23 @@ def test_a_checkpoint_of_other_data_is_ignored(tmp_path):
     assert resumed.resumed_seconds == 0.0
     for k, v in fresh.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+def test_a_planted_pickle_in_tstr_state_never_runs(tmp_path):
+    """TSTR's fit state is read with weights_only=True: a payload is treated as an unreadable file."""
+    import os
+
+    import torch
+
+    from tvq.fcn import _read_fit_state
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "tstr-cond.pt"
+    torch.save({"epoch": Payload()}, path)
+    assert _read_fit_state(path, {"epoch": 1}) is None
+    assert not marker.exists()

@@ -151,3 +151,44 @@ def test_entry_carries_figure_data(env):
     assert history["stage1/total"]["epoch"] == [1] and len(history["stage1/total"]["value"]) == 1
     assert set(record["reconstruction_mse"]) == {"train", "test"}
     assert all(v > 0 for v in record["reconstruction_mse"].values())
+
+
+def test_an_entry_names_its_evaluator_keeps_its_series_and_rescores_to_the_same_numbers(env):
+    import numpy as np
+
+    from tvq.reproduce import stored_count
+    from tvq.rescore import rescore_entry
+
+    cfg = tiny()
+    record = reproduce(cfg, log=lambda m: None)
+    entry = entry_dir(cfg)
+    assert record["evaluator"] == "own" and load_results()[0]["evaluator"] == "own"
+    assert sum(record["class_split_uncond"]) == pytest.approx(1.0)
+    assert record["train_split"] == pytest.approx([0.31, 0.69])  # ECG200's 31 / 69 training series
+    assert len(record["per_class_accuracy_cond"]) == 2
+    # every one of the 20 series is kept (float16), so the entry can be scored again without its model
+    assert np.load(entry / "samples_uncond.npy").shape == (20, 96)
+    assert np.load(entry / "labels_cond.npy").shape == (20,)
+    assert stored_count(1024, 1024) == 1024 and stored_count(1024, 2709) == 387 and stored_count(1024, 50_000) == 256
+
+    # Re-scoring with the evaluator that scored the protocol gives its numbers back (up to float16).
+    again = rescore_entry(entry, "own")
+    assert again["n_uncond"] == 20 and again["trtr"] == record["trtr"]
+    assert again["fid_uncond"] == pytest.approx(record["uncond_runs"][0]["fid"], rel=1e-2)
+    assert again["fid_cond"] == pytest.approx(record["fid_cond"], rel=1e-2)
+    assert again["class_split_uncond"] == record["class_split_uncond"]
+    stored = json.loads((entry / "entry.json").read_text())
+    assert stored["rescored"]["own"]["fid_uncond"] == again["fid_uncond"]
+    assert stored["fid_uncond_mean"] == record["fid_uncond_mean"]  # the protocol's own numbers stay
+    assert load_results()[0]["rescored"]["own"]["n_uncond"] == 20
+
+
+def test_rescore_with_the_thesis_evaluator(env, real_evaluators):
+    from tvq.results import thesis_table
+    from tvq.rescore import rescore_store
+
+    cfg = tiny()
+    reproduce(cfg, log=lambda m: None)
+    (result,) = rescore_store("lee2023", log=lambda m: None)
+    assert result["evaluator"] == "lee2023"
+    assert round(100 * result["trtr"], 2) == thesis_table(5).set_index("dataset").loc["ECG200", "trtr_pct"]

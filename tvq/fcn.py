@@ -232,7 +232,7 @@ def _write_fit_state(path: Path, state: dict[str, Any]) -> None:
 
 def _read_fit_state(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only: no code runs
     except Exception:  # unreadable (e.g. truncated by a full disk): start over
         return None
     if not isinstance(state, dict) or any(state.get(k) != v for k, v in key.items()):
