@@ -73,3 +73,4 @@ def server(monkeypatch):
     yield _Handler
     httpd.shutdown()
     httpd.server_close()
+

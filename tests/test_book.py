@@ -268,3 +268,21 @@ def test_build_is_self_contained_and_clean(built_html):
         assert "Traceback (most recent call last)" not in text, f"{name}: a cell raised"
         assert 'class="output traceback' not in text and "ansi-red-fg" not in text, f"{name}: error output"
     assert (built_html / "_static" / "mathjax" / "tex-chtml.js").exists()
+
+
+def test_build_has_the_thesis_evaluators_checked_against_table5(built_html):
+    """Every offline dataset has a TRTR row (computed during the build or read from the stored check),
+    and each says whether it equals Table 5: the reader sees the check, not a claim."""
+    from tvq.data import all_datasets, availability
+
+    page = _pages(built_html)["book/metrics.html"]
+    m = re.search(r"<table\b[^>]*id=\"table-lee2023-trtr\".*?</table>", page, flags=re.S)
+    assert m, "the table of the thesis evaluators' TRTR is missing"
+    body = html.unescape(m.group(0))
+    rows = re.findall(r"<tr\b.*?</tr>", body, flags=re.S)[1:]
+    offline = [i.name for i in all_datasets() if availability(i.name) == "offline"]
+    assert len(rows) == len(offline)
+    cells = [re.findall(r"<td\b[^>]*>(.*?)</td>", r, flags=re.S) for r in rows]
+    verdicts = [re.sub(r"<[^>]+>", "", c[4]).strip() for c in cells]
+    assert set(verdicts) <= {"yes", "no", "–"}
+    assert verdicts.count("no") == 0, [c[0] for c, v in zip(cells, verdicts) if v == "no"]

@@ -1,11 +1,9 @@
 """The UCR data layer: every bundled dataset, the three sources, scaling and bad input."""
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,8 @@ import pytest
 
 from tvq.data import all_datasets, availability, get_info, load_ucr, thesis_scaling, wheel_names
 from tvq.data import sources
+
+from helpers import zip_of
 from tvq.errors import DataFormatError, DatasetNotFound, DownloadError, MetadataMismatch
 
 WHEEL = sorted(wheel_names())
@@ -168,16 +168,8 @@ def test_wrong_length_is_caught(tmp_path, cache):
 # (the ``server`` fixture, an HTTP server on 127.0.0.1, is in conftest.py)
 
 
-def _zip_of(files: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, text in files.items():
-            zf.writestr(name, text)
-    return buf.getvalue()
-
-
 def _real_zip(name: str) -> bytes:
-    return _zip_of({f"{name}/{name}_{s}.tsv": _wheel_text(name, s) for s in ("TRAIN", "TEST")})
+    return zip_of({f"{name}/{name}_{s}.tsv": _wheel_text(name, s) for s in ("TRAIN", "TEST")})
 
 
 def _ts_text(x: np.ndarray, y: np.ndarray) -> str:
@@ -207,7 +199,7 @@ def test_load_ucr_downloads_a_ts_zip_then_uses_the_cache(server, cache):
     rng = np.random.default_rng(0)
     x_tr, x_te = rng.normal(size=(info.n_train, info.length)), rng.normal(size=(info.n_test, info.length))
     y_tr, y_te = np.arange(info.n_train) % 2 + 1, np.arange(info.n_test) % 2 + 1
-    server.payloads["/ucr/ToeSegmentation1.zip"] = _zip_of({"ToeSegmentation1_TRAIN.ts": _ts_text(x_tr, y_tr), "ToeSegmentation1_TEST.ts": _ts_text(x_te, y_te)})
+    server.payloads["/ucr/ToeSegmentation1.zip"] = zip_of({"ToeSegmentation1_TRAIN.ts": _ts_text(x_tr, y_tr), "ToeSegmentation1_TEST.ts": _ts_text(x_te, y_te)})
     ds = load_ucr("ToeSegmentation1", scaling="none")
     assert ds.source.startswith("download:")
     np.testing.assert_allclose(ds.x_train, x_tr, atol=1e-5)
@@ -230,7 +222,7 @@ def test_bad_download_leaves_nothing_in_cache(server, cache, damage):
         server.payloads["/ucr/Coffee.zip"] = good[: len(good) // 2]
         server.lie_about_length.add("/ucr/Coffee.zip")
     elif damage == "wrong-content":  # a well-formed zip of another dataset's files under Coffee's names
-        server.payloads["/ucr/Coffee.zip"] = _zip_of(
+        server.payloads["/ucr/Coffee.zip"] = zip_of(
             {f"Coffee_{s}.tsv": _wheel_text("ECG200", s) for s in ("TRAIN", "TEST")})
     from tvq.data import _validator
 

@@ -225,7 +225,7 @@ def test_a_pickled_object_is_refused_even_with_a_matching_checksum():
     w, m = Path(meta["weights_path"]), Path(meta["meta_path"])
     torch.save({"payload": {"not": "tensors"}, "obj": object.__new__(Recipe)}, w)
     saved = json.loads(m.read_text())
-    saved["weights_sha256"] = fcn_mod._file_sha256(w)
+    saved["weights_sha256"] = fcn_mod.file_sha256(w)
     m.write_text(json.dumps(saved))
     with pytest.raises(CheckpointError):
         load_fcn(m, expected_key=meta["key"])

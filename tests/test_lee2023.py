@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import zip_of
 from tvq import lee2023
 from tvq.config import load_config
 from tvq.data import load_ucr
@@ -171,14 +170,6 @@ def test_a_pickle_payload_never_runs(tmp_path, monkeypatch, fake_pins, cache):
 
 
 # -- 3. the download, against a server on 127.0.0.1 -----------------------------------------------------
-def _zip(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
 @pytest.fixture
 def published(tmp_path, fake_pins):
     """Two checkpoints as the zip has them (inside a folder), pinned."""
@@ -194,7 +185,7 @@ def _leftovers(cache: Path) -> list[str]:
 
 
 def test_download_once_then_cache(server, monkeypatch, cache, published):
-    server.payloads["/lee.zip"] = _zip({**published, "saved_models/README.txt": b"x"})
+    server.payloads["/lee.zip"] = zip_of({**published, "saved_models/README.txt": b"x"})
     monkeypatch.setenv("TVQ_EVALUATOR_URL", f"{server.base}/lee.zip")
     path = lee2023.checkpoint_path("GunPoint")
     assert _leftovers(cache) == ["evaluators/lee2023/Coffee.ckpt", "evaluators/lee2023/GunPoint.ckpt"]
@@ -206,11 +197,11 @@ def test_download_once_then_cache(server, monkeypatch, cache, published):
 @pytest.mark.parametrize("damage", ["tampered-member", "truncated", "not-a-zip", "refused", "lacks-dataset"])
 def test_bad_download_leaves_nothing(damage, server, monkeypatch, cache, published):
     url = f"{server.base}/lee.zip"
-    good = _zip(published)
+    good = zip_of(published)
     if damage == "tampered-member":
         body = bytearray(published["saved_models/Coffee.ckpt"])
         body[len(body) // 2] ^= 0xFF
-        server.payloads["/lee.zip"] = _zip({**published, "saved_models/Coffee.ckpt": bytes(body)})
+        server.payloads["/lee.zip"] = zip_of({**published, "saved_models/Coffee.ckpt": bytes(body)})
     elif damage == "truncated":
         server.payloads["/lee.zip"] = good[: len(good) // 2]
     elif damage == "not-a-zip":
@@ -218,7 +209,7 @@ def test_bad_download_leaves_nothing(damage, server, monkeypatch, cache, publish
     elif damage == "refused":
         url = "http://127.0.0.1:9/lee.zip"  # the discard port: connection refused
     else:
-        server.payloads["/lee.zip"] = _zip({"saved_models/Coffee.ckpt": published["saved_models/Coffee.ckpt"]})
+        server.payloads["/lee.zip"] = zip_of({"saved_models/Coffee.ckpt": published["saved_models/Coffee.ckpt"]})
     monkeypatch.setenv("TVQ_EVALUATOR_URL", url)
     with pytest.raises(DownloadError):
         lee2023.checkpoint_path("GunPoint")

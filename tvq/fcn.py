@@ -325,7 +325,8 @@ def cache_meta_path(name: str, key: str, root: Path | None = None) -> Path:
     return root / f"{safe}-{key[:16]}.json"
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -349,7 +350,7 @@ def save_fcn(model: FCN, meta_path: Path, meta: dict[str, Any]) -> Path:
     tmp = Path(tmp_name)
     try:
         torch.save(state, tmp)
-        sha = _file_sha256(tmp)
+        sha = file_sha256(tmp)
         weights_path = meta_path.with_name(f"{meta_path.stem}.{sha[:16]}.pt")
         os.replace(tmp, weights_path)
     finally:
@@ -380,6 +381,18 @@ def weights_path_of(meta_path: Path, meta: dict[str, Any]) -> Path:
     return Path(meta_path).with_name(name)
 
 
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A file of tensors only, read with ``weights_only=True`` (no pickled object can run);
+    anything else is a :class:`CheckpointError`."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a bad file; all mean "unreadable"
+        raise CheckpointError(f"{path}: not a readable state dict ({exc.__class__.__name__})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected a state dict of tensors")
+    return state
+
+
 def load_fcn(meta_path: Path, expected_key: str | None = None,
              device: torch.device | str = "cpu") -> tuple[FCN, dict[str, Any]]:
     """Load a cached evaluator; refuse one whose key, checksum or tensors do not match.
@@ -396,14 +409,9 @@ def load_fcn(meta_path: Path, expected_key: str | None = None,
     weights_path = weights_path_of(meta_path, meta)
     if not weights_path.exists():
         raise CheckpointError(f"FCN weights not found: {weights_path}")
-    if _file_sha256(weights_path) != meta.get("weights_sha256"):
+    if file_sha256(weights_path) != meta.get("weights_sha256"):
         raise CheckpointError(f"{weights_path}: weights do not match their checksum (corrupted or replaced)")
-    try:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a bad file; all mean "unreadable"
-        raise CheckpointError(f"{weights_path}: not a readable state dict ({exc.__class__.__name__})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{weights_path}: expected a state dict of tensors")
+    state = read_state_dict(weights_path)
     try:
         model = FCN(int(meta["n_classes"]), in_channels=int(meta.get("in_channels", 1)))
         model.load_state_dict(state, strict=True)

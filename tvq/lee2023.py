@@ -27,7 +27,6 @@ training matrix), which is what :func:`tvq.data.load_ucr` does by default.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 import shutil
@@ -39,7 +38,7 @@ from pathlib import Path
 import torch
 
 from .errors import CheckpointError, DownloadError
-from .fcn import FCN
+from .fcn import FCN, file_sha256, read_state_dict
 
 ZIP_URL = "https://figshare.com/ndownloader/files/38378411"
 SOURCE = "Lee et al. (2023), danelee2601/supervised-FCN @ abc479c3 (MIT)"
@@ -59,14 +58,6 @@ def pinned_sha256() -> dict[str, str]:
         if m:
             pins[m.group(2)] = m.group(1)
     return pins
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _pin_of(name: str) -> str:
@@ -205,13 +196,7 @@ def load_evaluator(name: str, n_classes: int, device: torch.device | str = "cpu"
 @functools.lru_cache(maxsize=8)
 def _load(path: str, name: str, n_classes: int) -> FCN:
     # Cached per file: scoring one dataset loads its evaluator for every sample set.
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a bad file; all mean "unreadable"
-        raise CheckpointError(f"{path}: not a readable state dict ({exc.__class__.__name__})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: expected a state dict of tensors")
-    mapped = to_tvq_state_dict(state)
+    mapped = to_tvq_state_dict(read_state_dict(Path(path)))
     head = mapped.get("head.weight")
     if head is None or head.dim() != 2:
         raise CheckpointError(f"{path}: no classifier weight ('final.weight')")
