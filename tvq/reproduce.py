@@ -361,14 +361,22 @@ def _cli_results(args: argparse.Namespace) -> int:
             print(json.dumps(row))
         return 0
     cols = ("dataset", "profile", "seed", "evaluator", "fid_uncond_mean", "is_uncond_mean", "fid_cond", "is_cond", "tstr",
-            "trtr", "wall_s")
-    table = [[_fmt(r[c]) for c in cols] for r in rows]
+            "trtr", "wall_s", "fid_uncond[lee2023]")
+    table = [[_thesis_fid(r) if c == "fid_uncond[lee2023]" else _fmt(r[c]) for c in cols] for r in rows]
     widths = [max(len(c), *(len(t[i]) for t in table)) if table else len(c) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
     for t in table:
         print("  ".join(v.ljust(w) for v, w in zip(t, widths)))
     print(f"{len(rows)} entries in {root}")
     return 0
+
+
+def _thesis_fid(row: dict[str, Any]) -> str:
+    """Unconditional FID under the thesis's evaluators, with the number of series it was computed on."""
+    if row.get("evaluator") == "lee2023":
+        return f"{_fmt(row['fid_uncond_mean'])} (protocol)"
+    r = row.get("rescored", {}).get("lee2023")
+    return f"{r['fid_uncond']:.3f} ({r['n_uncond']} stored)" if r else "-"
 
 
 def _fmt(v: Any) -> str:
