@@ -190,3 +190,46 @@ def test_tiny_unet_overfits_one_batch_with_the_diffusion_loss():
         opt.step()
     final = D.diffusion_loss(model, z0, class_labels=y, t=t, eps=eps)["loss"].item()
     assert final < first / 10, (first, final)
+
+
+def test_block_padding_zeros_is_what_the_thesis_code_computes_and_replicate_differs():
+    """The thesis code declares replicate padding but its weight-standardised conv calls F.conv1d,
+    which zero-pads; ``unet_block_padding: zeros`` reproduces that."""
+    import torch
+    import torch.nn.functional as F
+
+    from tvq.unet import Block
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 9) + 3.0  # an offset makes the two paddings differ at the edges
+    zeros, rep = Block(8, 8, 4, padding="zeros"), Block(8, 8, 4, padding="replicate")
+    rep.load_state_dict(zeros.state_dict())
+    by_hand = F.conv1d(x, zeros.proj.standardized_weight(1e-5), zeros.proj.bias, padding=1)  # zero padding
+    torch.testing.assert_close(zeros.proj(x), by_hand, rtol=1e-4, atol=1e-4)
+    assert (zeros.proj(x) - rep.proj(x))[..., [0, -1]].abs().max() > 1e-2  # the edges differ
+    torch.testing.assert_close(zeros.proj(x)[..., 1:-1], rep.proj(x)[..., 1:-1])
+
+
+def test_the_padding_option_leaves_existing_fingerprints_alone():
+    from tvq.config import load_config
+    from tvq.data import load_ucr
+    from tvq.train import training_fingerprint
+
+    ds = load_ucr("ECG200")
+    cfg = load_config("thesis", dataset="ECG200")
+    base = training_fingerprint(cfg, ds)
+    assert training_fingerprint(cfg.replace(unet_block_padding="zeros"), ds) != base
+    # what the fingerprint was before the option existed: the same dict without the key
+    import hashlib
+    import json
+
+    from tvq.train import _NOT_TRAINING
+
+    h = hashlib.sha256()
+    h.update(json.dumps({k: v for k, v in cfg.to_dict().items() if k not in _NOT_TRAINING | {"unet_block_padding"}},
+                        sort_keys=True).encode())
+    for a in (ds.x_train, ds.y_train):
+        import numpy as np
+
+        h.update(np.ascontiguousarray(a).tobytes())
+    assert h.hexdigest()[:16] == base

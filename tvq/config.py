@@ -70,6 +70,9 @@ class Config:
     unet_groups: int = 4
     attn_heads: int = 4
     attn_head_dim: int = 32
+    # The ResNet blocks' 3-tap convolutions: replicate padding (what the thesis code declares)
+    # or zeros (what it computes: its weight-standardised conv ignores padding_mode).
+    unet_block_padding: str = "replicate"
     lf_conditioning: bool = True     # HF prior sees z0_LF (ablation: False)
 
     # -- sampling (Algorithm 3-4) ---------------------------------------------------------
@@ -114,6 +117,7 @@ _CHOICES = {
     "rescale_mode": ("global", "per_sample", "lin"),
     "stage1_precision": ("fp32", "bf16"),
     "evaluator": ("lee2023", "own"),
+    "unet_block_padding": ("replicate", "zeros"),
 }
 
 

@@ -51,10 +51,18 @@ _NOT_TRAINING = {
 }
 
 
+# Training fields added after checkpoints of the thesis profile existed, with the default that
+# reproduces the earlier behaviour: left out of the fingerprint while at that default, so that
+# adding the option does not orphan every stored checkpoint.
+_ADDED_LATER = {"unet_block_padding": "replicate"}
+
+
 def training_fingerprint(cfg: Config, dataset: UCRDataset) -> str:
     """Hash of everything that determines the trained weights: the data and the training config."""
     h = hashlib.sha256()
-    h.update(json.dumps({k: v for k, v in cfg.to_dict().items() if k not in _NOT_TRAINING}, sort_keys=True).encode())
+    fields = {k: v for k, v in cfg.to_dict().items()
+              if k not in _NOT_TRAINING and not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
+    h.update(json.dumps(fields, sort_keys=True).encode())
     for a in (dataset.x_train, dataset.y_train):
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()[:16]

@@ -86,9 +86,9 @@ class ChannelLayerNorm(nn.Module):
 class Block(nn.Module):
     """WS-Conv1d(k3) → GroupNorm → optional x·(scale+1)+shift → PReLU."""
 
-    def __init__(self, dim_in: int, dim_out: int, groups: int):
+    def __init__(self, dim_in: int, dim_out: int, groups: int, padding: str = "replicate"):
         super().__init__()
-        self.proj = WSConv1d(dim_in, dim_out, kernel_size=3, padding=1, padding_mode="replicate")
+        self.proj = WSConv1d(dim_in, dim_out, kernel_size=3, padding=1, padding_mode=padding)
         self.norm = nn.GroupNorm(groups, dim_out)
         self.act = nn.PReLU()
 
@@ -103,11 +103,11 @@ class Block(nn.Module):
 class ResnetBlock(nn.Module):
     """Two Blocks with a residual; the conditioning embedding sets the first block's scale and shift."""
 
-    def __init__(self, dim_in: int, dim_out: int, emb_dim: int, groups: int):
+    def __init__(self, dim_in: int, dim_out: int, emb_dim: int, groups: int, padding: str = "replicate"):
         super().__init__()
         self.embedder = nn.Sequential(nn.PReLU(), nn.Linear(emb_dim, 2 * dim_out))
-        self.block1 = Block(dim_in, dim_out, groups)
-        self.block2 = Block(dim_out, dim_out, groups)
+        self.block1 = Block(dim_in, dim_out, groups, padding)
+        self.block2 = Block(dim_out, dim_out, groups, padding)
         self.res_conv = nn.Conv1d(dim_in, dim_out, kernel_size=1) if dim_in != dim_out else nn.Identity()
 
     def forward(self, x: Tensor, emb: Tensor, rows: Tensor | None = None) -> Tensor:
@@ -300,6 +300,7 @@ class UNet1D(nn.Module):
         attn_head_dim: int = 32,
         attn_scale: float = 10.0,
         attn_norm: str = "features",
+        block_padding: str = "replicate",
     ):
         super().__init__()
         channels = [int(c) for c in channels]
@@ -307,6 +308,8 @@ class UNet1D(nn.Module):
             raise ConfigError(f"U-Net needs in_channels >= 1 and n_classes >= 1, got {in_channels}, {n_classes}")
         if not channels or min(channels) < 1:
             raise ConfigError(f"U-Net channels must be a non-empty list of positive ints, got {channels}")
+        if block_padding not in ("replicate", "zeros"):
+            raise ConfigError(f"block_padding must be replicate or zeros, got {block_padding!r}")
         if cond_channels < 0:
             raise ConfigError(f"cond_channels must be >= 0, got {cond_channels}")
         bad = [c for c in channels if c % groups]
@@ -331,7 +334,7 @@ class UNet1D(nn.Module):
                                    padding_mode="replicate")
 
         def resnet(a: int, b: int) -> ResnetBlock:
-            return ResnetBlock(a, b, emb_dim, groups)
+            return ResnetBlock(a, b, emb_dim, groups, block_padding)
 
         def lin_attn(d: int) -> PreNormResidual:
             return PreNormResidual(d, LinearAttention(d, attn_heads, attn_head_dim))
@@ -369,7 +372,8 @@ class UNet1D(nn.Module):
         channels = cfg.unet_lf_channels if kind == "lf" else cfg.unet_hf_channels
         kwargs = dict(cond_channels=cond_channels, time_embed_dim=cfg.time_embed_dim,
                       class_embed_dim=cfg.class_embed_dim, groups=cfg.unet_groups,
-                      attn_heads=cfg.attn_heads, attn_head_dim=cfg.attn_head_dim)
+                      attn_heads=cfg.attn_heads, attn_head_dim=cfg.attn_head_dim,
+                      block_padding=cfg.unet_block_padding)
         kwargs.update(overrides)
         return cls(in_channels, n_classes, channels, **kwargs)
 
