@@ -286,3 +286,69 @@ def test_build_has_the_thesis_evaluators_checked_against_table5(built_html):
     verdicts = [re.sub(r"<[^>]+>", "", c[4]).strip() for c in cells]
     assert set(verdicts) <= {"yes", "no", "–"}
     assert verdicts.count("no") == 0, [c[0] for c, v in zip(cells, verdicts) if v == "no"]
+
+
+# ----------------------------------------------------------------------------------------
+# What a reader sees: the built pages in headless Chromium, after MathJax has run
+# ----------------------------------------------------------------------------------------
+def _chromium():
+    from browser import CHROMIUM
+
+    if CHROMIUM is None:
+        pytest.skip("needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
+
+
+@pytest.mark.parametrize("width", [1280, 800])
+def test_browser_every_page_renders_its_math_and_shows_all_its_content(built_html, width):
+    _chromium()
+    from browser import inspect_page
+
+    problems = {}
+    n_math = 0
+    for page in sorted((built_html / "book").glob("*.html")):
+        r = inspect_page(page, width=width)
+        n_math += r["n_math"]
+        found = {k: r[k] for k in ("merror", "clipped", "roles") if r[k]}
+        if found:
+            problems[page.name] = found
+    assert n_math > 50, "MathJax typeset almost nothing: the check would see no equation"
+    assert not problems, problems
+
+
+def test_browser_check_catches_what_it_looks_for(built_html):
+    """Planted on a copy of a real page: a \\tag inside a split block (MathJax's red error), an
+    equation too wide for the column in a box that cannot scroll, and a role that leaked as text."""
+    _chromium()
+    from browser import inspect_page
+
+    page = built_html / "book" / "inference.html"
+    text = page.read_text(encoding="utf-8")
+    wide = " + ".join(f"x_{{{i}}}" for i in range(120))
+    planted = ('<div class="math notranslate nohighlight">\\[\\begin{split}a &= b\\\\ c &= d\\tag{99}\\end{split}\\]</div>'
+               '<style>#planted-wide mjx-container { overflow: hidden !important; }</style>'
+               f'<div id="planted-wide" class="math notranslate nohighlight">\\[{wide}\\]</div>'
+               '<p>The entry of <code class="docutils literal notranslate">{glue:text}</code>name``.</p>')
+    bad = page.with_name("planted-faults.html")
+    bad.write_text(text.replace("<section", planted + "<section", 1), encoding="utf-8")
+    try:
+        r = inspect_page(bad)
+    finally:
+        bad.unlink()
+    assert any("tag not allowed in split" in m for m in r["merror"]), r
+    assert any("x0+x1+x2" in c for c in r["clipped"]), r
+    assert r["roles"] == ["{glue:text}"], r
+
+
+def test_the_publishing_workflow_builds_as_the_readme_says():
+    """The deployed site is built by the README's own set-up and build commands, word for word."""
+    import yaml
+
+    readme = (ROOT / "README.md").read_text()
+    build = re.search(r"`(jupyter-book build [^`]+)`", readme).group(1)
+    setup = re.search(r"```bash\n(python3 -m venv [^\n]+)\n```", readme).group(1)
+    wf = yaml.safe_load((ROOT / ".github" / "workflows" / "book.yml").read_text())
+    runs = [s.get("run", "") for s in wf["jobs"]["build"]["steps"]]
+    assert any(r == setup for r in runs), runs
+    assert any(r.endswith(build) for r in runs), runs
+    uploads = [s for s in wf["jobs"]["build"]["steps"] if "upload-pages-artifact" in s.get("uses", "")]
+    assert uploads and uploads[0]["with"]["path"] == "_build/html"
