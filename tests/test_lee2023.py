@@ -275,3 +275,15 @@ def test_cli_missing_evaluator_is_one_line(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "holds no GunPoint.ckpt" in out.stderr
     assert not (tmp_path / "m.json").exists()
+
+
+def test_cli_failed_download_is_one_line(tmp_path):
+    ds = load_ucr("GunPoint")
+    np.save(tmp_path / "s.npy", ds.x_test)
+    env = {k: v for k, v in os.environ.items() if k != "TVQ_EVALUATOR_DIR"}
+    env.update(TVQ_EVALUATOR_URL="http://127.0.0.1:9/lee.zip", TVQ_CACHE_DIR=str(tmp_path / "cache"))
+    out = subprocess.run([sys.executable, "-m", "tvq", "evaluate", "GunPoint", str(tmp_path / "s.npy")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "could not download the Lee et al. evaluators" in out.stderr
+    assert not any(p.is_file() for p in (tmp_path / "cache").rglob("*"))

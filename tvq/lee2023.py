@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 
 from .errors import CheckpointError, DownloadError
+from .io import quiet_downloads
 from .fcn import FCN, file_sha256, read_state_dict
 
 ZIP_URL = "https://figshare.com/ndownloader/files/38378411"
@@ -129,8 +130,9 @@ def download_all() -> list[Path]:
     tmpdir = Path(tempfile.mkdtemp(prefix=".download-", dir=target))
     try:
         try:
-            zpath = Path(pooch.retrieve(url, known_hash=None, fname="lee2023-fcn.zip", path=tmpdir,
-                                        progressbar=False))
+            with quiet_downloads():
+                zpath = Path(pooch.retrieve(url, known_hash=None, fname="lee2023-fcn.zip", path=tmpdir,
+                                            progressbar=False))
         except Exception as exc:  # network errors come in many classes (requests, urllib3, OSError)
             raise DownloadError(f"could not download the Lee et al. evaluators from {url} "
                                 f"({exc.__class__.__name__}); offline? set $TVQ_EVALUATOR_DIR to a folder "

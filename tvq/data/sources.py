@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import DataFormatError, DownloadError, MetadataMismatch, TvqError
-from ..io import atomic_path
+from ..io import atomic_path, quiet_downloads
 from .formats import read_file
 
 DEFAULT_URL = "https://www.timeseriesclassification.com/aeon-toolkit"
@@ -139,7 +139,8 @@ def download(name: str, validate: Callable[[Raw, str], None]) -> Path:
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
         try:
-            zpath = Path(pooch.retrieve(url, known_hash=None, fname=f"{name}.zip", path=tmpdir, progressbar=False))
+            with quiet_downloads():
+                zpath = Path(pooch.retrieve(url, known_hash=None, fname=f"{name}.zip", path=tmpdir, progressbar=False))
         except Exception as exc:  # network errors come in many classes (requests, urllib3, OSError)
             raise DownloadError(
                 f"could not download {name} from {url} ({exc.__class__.__name__}); offline? "
