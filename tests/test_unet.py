@@ -219,14 +219,16 @@ def test_the_padding_option_leaves_existing_fingerprints_alone():
     cfg = load_config("thesis", dataset="ECG200")
     base = training_fingerprint(cfg, ds)
     assert training_fingerprint(cfg.replace(unet_block_padding="zeros"), ds) != base
-    # what the fingerprint was before the option existed: the same dict without the key
+    assert training_fingerprint(cfg.replace(unet_attn_norm="positions"), ds) != base
+    # what the fingerprint was before the options existed: the same dict without their keys
     import hashlib
     import json
 
     from tvq.train import _NOT_TRAINING
 
     h = hashlib.sha256()
-    h.update(json.dumps({k: v for k, v in cfg.to_dict().items() if k not in _NOT_TRAINING | {"unet_block_padding"}},
+    later = {"unet_block_padding", "unet_attn_norm"}
+    h.update(json.dumps({k: v for k, v in cfg.to_dict().items() if k not in _NOT_TRAINING | later},
                         sort_keys=True).encode())
     for a in (ds.x_train, ds.y_train):
         import numpy as np

@@ -73,6 +73,9 @@ class Config:
     # The ResNet blocks' 3-tap convolutions: replicate padding (what the thesis code declares)
     # or zeros (what it computes: its weight-standardised conv ignores padding_mode).
     unet_block_padding: str = "replicate"
+    # The middle attention's q and k: unit norm over features (a cosine similarity, the thesis's
+    # description) or over positions (what the thesis code's normalize(dim=-1) computes).
+    unet_attn_norm: str = "features"
     lf_conditioning: bool = True     # HF prior sees z0_LF (ablation: False)
 
     # -- sampling (Algorithm 3-4) ---------------------------------------------------------
@@ -118,6 +121,7 @@ _CHOICES = {
     "stage1_precision": ("fp32", "bf16"),
     "evaluator": ("lee2023", "own"),
     "unet_block_padding": ("replicate", "zeros"),
+    "unet_attn_norm": ("features", "positions"),
 }
 
 

@@ -373,7 +373,7 @@ class UNet1D(nn.Module):
         kwargs = dict(cond_channels=cond_channels, time_embed_dim=cfg.time_embed_dim,
                       class_embed_dim=cfg.class_embed_dim, groups=cfg.unet_groups,
                       attn_heads=cfg.attn_heads, attn_head_dim=cfg.attn_head_dim,
-                      block_padding=cfg.unet_block_padding)
+                      block_padding=cfg.unet_block_padding, attn_norm=cfg.unet_attn_norm)
         kwargs.update(overrides)
         return cls(in_channels, n_classes, channels, **kwargs)
 
