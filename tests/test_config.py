@@ -53,3 +53,17 @@ def test_bad_files(tmp_path: Path):
         load_config(bad)
     with pytest.raises(ConfigError, match="key=value"):
         parse_overrides(["stage1_epochs"])
+
+
+def test_every_thesis_code_quirk_with_an_option_is_a_real_field_and_differs_from_the_default():
+    from tvq.quirks import QUIRKS, missing_options, thesis_code_overrides
+
+    default = load_config("thesis")
+    for q in QUIRKS:
+        if q.option is None:
+            continue
+        assert hasattr(default, q.option), q.option
+        assert getattr(default, q.option) != q.code_value, f"{q.option}: the thesis profile already has the code's value"
+    cfg = load_config("thesis", thesis_code_overrides())  # all of them together form a valid config
+    assert cfg.unet_block_padding == "zeros" and cfg.hf_time_loss == "l1"
+    assert "stage 2: HF condition" in missing_options()

@@ -1,0 +1,59 @@
+"""Where the thesis's published code computes something other than its text says, and the tvq
+option that selects either behaviour.
+
+tvq follows the text (or fixes what we read as a bug) by default. Each quirk the code has is
+listed here once, with the :class:`tvq.config.Config` field that switches to the code's
+behaviour and the value that does it, so that a variant reproducing the code can be assembled
+from this list and the book can print it. ``option=None`` marks a difference that has no
+option yet. Sources: reading martintufte/TimeVQ-VDM and running it (``../shared/docs/DESIGN.md``).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Quirk:
+    what: str                 # the part of the model
+    text: str                 # what the thesis's text specifies (tvq's default)
+    code: str                 # what the published code computes
+    option: str | None        # the Config field that selects it, None while there is none
+    code_value: Any = None    # the value of that field that reproduces the code
+
+
+QUIRKS: tuple[Quirk, ...] = (
+    Quirk("stage 1: HF time-domain loss", "MSE", "L1", "hf_time_loss", "l1"),
+    Quirk("stage 1: AdamW weight decay", "1e-6 (appendix D)", "1e-5", "stage1_weight_decay", 1e-5),
+    Quirk("stage 2: AdamW weight decay", "1e-6 (appendix D)", "1e-5", "stage2_weight_decay", 1e-5),
+    Quirk("U-Net: padding of the ResNet blocks' convolutions", "replicate (as the code declares)",
+          "zeros: its weight-standardised convolution calls F.conv1d, which ignores padding_mode",
+          "unet_block_padding", "zeros"),
+    Quirk("U-Net: middle attention", "q and k of unit norm over features (cosine similarity)",
+          "unit norm over positions (normalize on the last axis of a (B, h, d, N) tensor)",
+          "unet_attn_norm", "positions"),
+    Quirk("sampling: where the reverse process starts", "t_max = 0.99 (Table 3)",
+          "t = 1, where float32 cos(pi/2) < 0 flips the first step", "t_max", 1.0),
+    Quirk("stage 2: how the latents are encoded", "once, encoders in eval mode",
+          "every batch, encoders in train mode (batch statistics; the same as eval mode when one batch holds "
+          "the whole training set)", None),
+    Quirk("stage 2: HF condition", "the scaled LF latent, interpolated to the HF width",
+          "the unscaled LF latent through a 20 -> 20 convolution that is never trained", None),
+    Quirk("stage 1: decoder output width", "transposed convolutions with output padding to the exact width",
+          "one more transposed convolution, then bilinear interpolation to the width", None),
+    Quirk("stage 1: EMA codebook's initial counts", "1 per code", "0 per code", None),
+    Quirk("stage 1: number of down-samplings", "latent widths 16-31 (LF) and 64-127 (HF)",
+          "round(L / 2 / w) with w = 8 (LF), 32 (HF)", None),
+    Quirk("evaluation: generated series scored", "all that were drawn",
+          "the first multiple of 256 at or above the test-set size", None),
+)
+
+
+def thesis_code_overrides() -> dict[str, Any]:
+    """The Config overrides that reproduce every quirk that has an option (not yet all of them)."""
+    return {q.option: q.code_value for q in QUIRKS if q.option is not None}
+
+
+def missing_options() -> list[str]:
+    """The quirks with no option yet: what a full ``thesis-code`` variant still lacks."""
+    return [q.what for q in QUIRKS if q.option is None]
