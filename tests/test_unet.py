@@ -224,10 +224,10 @@ def test_the_padding_option_leaves_existing_fingerprints_alone():
     import hashlib
     import json
 
-    from tvq.train import _NOT_TRAINING
+    from tvq.train import _ADDED_LATER, _NOT_TRAINING
 
     h = hashlib.sha256()
-    later = {"unet_block_padding", "unet_attn_norm"}
+    later = set(_ADDED_LATER)
     h.update(json.dumps({k: v for k, v in cfg.to_dict().items() if k not in _NOT_TRAINING | later},
                         sort_keys=True).encode())
     for a in (ds.x_train, ds.y_train):

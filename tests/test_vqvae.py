@@ -424,3 +424,43 @@ def test_bad_input_raises_typed_errors() -> None:
         tiny(3)
     with pytest.raises(ConfigError):
         VectorQuantizer(8, 0, 4)
+
+
+def test_ema_init_zeros_is_the_thesis_codes_start_and_throws_unused_tokens_away():
+    """With N_k = 0 at the start (the thesis code), the first update divides an unused token by
+    about eps: it lands far from every latent. With one pseudo-count (tvq's default) it stays."""
+    torch.manual_seed(0)
+    z = torch.randn(64, 4) * 0.1
+    norms = {}
+    for init in ("one", "zeros"):
+        torch.manual_seed(1)
+        vq = VectorQuantizer(4, 16, 4, decay=0.8, ema_init=init)
+        start = vq.codebook.clone()
+        assert vq.cluster_size.sum().item() == (16.0 if init == "one" else 0.0)
+        idx = torch.zeros(64, dtype=torch.long)  # every vector picks token 0: tokens 1..15 are unused
+        vq.ema_update(z, idx)
+        norms[init] = (vq.codebook[1:].norm(dim=1) / start[1:].norm(dim=1)).median().item()
+    assert norms["one"] < 2.0
+    assert norms["zeros"] > 1e3
+
+
+def test_quantized_stage2_latents_are_codebook_tokens():
+    from tvq.config import load_config
+    from tvq.model import TimeVQVDM, from_diffusion_layout
+
+    cfg = load_config("smoke", dict(stage2_latents="quantized"))
+    model = TimeVQVDM.from_config(cfg, length=48, n_classes=2)
+    x = torch.randn(6, 48)
+    model.fit_scalers(x)
+    z0_lf, _ = model.encode(x)
+    z = from_diffusion_layout(model.scaler_lf.inverse(z0_lf), model.height)
+    vq = model.stage1.lf.vq
+
+    def gap_to_nearest_token(latent):
+        return (latent - vq.lookup(vq.nearest(latent))).abs().amax(dim=-1)
+
+    assert gap_to_nearest_token(z).max() < 1e-5  # every latent vector is a token (up to scaling round-off)
+    cont = TimeVQVDM.from_config(load_config("smoke"), length=48, n_classes=2)
+    cont.load_state_dict(model.state_dict())
+    zc = from_diffusion_layout(cont.scaler_lf.inverse(cont.encode(x)[0]), cont.height)
+    assert gap_to_nearest_token(zc).median() > 1e-2  # the continuous latents are not

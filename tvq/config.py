@@ -50,6 +50,7 @@ class Config:
     codebook_size: int = 512         # K
     codebook_dim: int = 4            # d
     ema_decay: float = 0.8
+    ema_init: str = "one"            # one (N_k = 1 per token) | zeros (the thesis code's N_k = 0)
     beta: float = 1.0                # commitment weight
     lf_width_min: int = 16           # LF latent width in [16, 31]
     hf_width_min: int = 64           # HF latent width in [64, 127]
@@ -77,6 +78,9 @@ class Config:
     # description) or over positions (what the thesis code's normalize(dim=-1) computes).
     unet_attn_norm: str = "features"
     lf_conditioning: bool = True     # HF prior sees z0_LF (ablation: False)
+    # What the priors learn: the continuous projected latents (tvq) or their nearest codebook
+    # tokens (what every stored version of the thesis code feeds its priors).
+    stage2_latents: str = "continuous"
 
     # -- sampling (Algorithm 3-4) ---------------------------------------------------------
     t_max: float = 0.99
@@ -122,6 +126,8 @@ _CHOICES = {
     "evaluator": ("lee2023", "own"),
     "unet_block_padding": ("replicate", "zeros"),
     "unet_attn_norm": ("features", "positions"),
+    "ema_init": ("one", "zeros"),
+    "stage2_latents": ("continuous", "quantized"),
 }
 
 

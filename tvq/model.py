@@ -103,6 +103,8 @@ class TimeVQVDM(nn.Module):
         parts_lf, parts_hf = [], []
         for chunk in x.split(batch_size):
             z_lf, z_hf = self.stage1.encode(chunk.to(self.device))
+            if self.cfg.stage2_latents == "quantized":  # the tokens, not the continuous latents
+                (z_lf, _), (z_hf, _) = self.stage1.quantize(z_lf, z_hf)
             parts_lf.append(to_diffusion_layout(z_lf))
             parts_hf.append(to_diffusion_layout(z_hf))
         return torch.cat(parts_lf), torch.cat(parts_hf)

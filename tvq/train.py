@@ -54,7 +54,8 @@ _NOT_TRAINING = {
 # Training fields added after checkpoints of the thesis profile existed, with the default that
 # reproduces the earlier behaviour: left out of the fingerprint while at that default, so that
 # adding the option does not orphan every stored checkpoint.
-_ADDED_LATER = {"unet_block_padding": "replicate", "unet_attn_norm": "features"}
+_ADDED_LATER = {"unet_block_padding": "replicate", "unet_attn_norm": "features", "ema_init": "one",
+                "stage2_latents": "continuous"}
 
 
 def training_fingerprint(cfg: Config, dataset: UCRDataset) -> str:

@@ -214,8 +214,11 @@ class VectorQuantizer(nn.Module):
     """
 
     def __init__(self, input_dim: int = 64, codebook_size: int = 512, codebook_dim: int = 4,
-                 decay: float = 0.8, beta: float = 1.0, eps: float = 1e-5, chunk: int = 2048) -> None:
+                 decay: float = 0.8, beta: float = 1.0, eps: float = 1e-5, chunk: int = 2048,
+                 ema_init: str = "one") -> None:
         super().__init__()
+        if ema_init not in ("one", "zeros"):
+            raise ConfigError(f"ema_init must be 'one' or 'zeros', got {ema_init!r}")
         if codebook_size < 1 or codebook_dim < 1 or input_dim < 1:
             raise ConfigError("codebook size, codebook dimension and input dimension must be positive")
         if not 0.0 <= decay < 1.0:
@@ -224,7 +227,8 @@ class VectorQuantizer(nn.Module):
         self.project_out = nn.Linear(codebook_dim, input_dim)
         codebook = torch.randn(codebook_size, codebook_dim)
         self.register_buffer("codebook", codebook)                      # e_k, (K, d)
-        self.register_buffer("cluster_size", torch.ones(codebook_size))  # N_k
+        # N_k: one pseudo-observation per token, or none (the thesis code's start; "zeros")
+        self.register_buffer("cluster_size", torch.ones(codebook_size) if ema_init == "one" else torch.zeros(codebook_size))
         self.register_buffer("embed_sum", codebook.clone())               # m_k
         self.codebook_size, self.codebook_dim, self.input_dim = codebook_size, codebook_dim, input_dim
         self.decay, self.beta, self.eps, self.chunk = decay, beta, eps, chunk
@@ -357,7 +361,7 @@ class VQVAE(nn.Module):
 
     def __init__(self, band: str, height: int, width: int, n_down: int, hidden_dim: int = 64,
                  n_resblocks: int = 4, codebook_size: int = 512, codebook_dim: int = 4,
-                 ema_decay: float = 0.8, beta: float = 1.0, precision: str = "fp32") -> None:
+                 ema_decay: float = 0.8, beta: float = 1.0, precision: str = "fp32", ema_init: str = "one") -> None:
         super().__init__()
         if band not in ("lf", "hf"):
             raise ConfigError(f"band must be 'lf' or 'hf', got {band!r}")
@@ -366,7 +370,7 @@ class VQVAE(nn.Module):
         self.precision = precision
         self.band, self.height, self.width, self.n_down = band, height, width, n_down
         self.encoder = Encoder(width, n_down, hidden_dim, n_resblocks)
-        self.vq = VectorQuantizer(hidden_dim, codebook_size, codebook_dim, ema_decay, beta)
+        self.vq = VectorQuantizer(hidden_dim, codebook_size, codebook_dim, ema_decay, beta, ema_init=ema_init)
         self.decoder = Decoder(width, n_down, hidden_dim, n_resblocks)
         self.latent_width = self.encoder.latent_width
 
@@ -478,7 +482,7 @@ class Stage1(nn.Module):
                  hidden_dim: int = 64, n_resblocks: int = 4, codebook_size: int = 512,
                  codebook_dim: int = 4, ema_decay: float = 0.8, beta: float = 1.0,
                  lf_width_min: int = 16, hf_width_min: int = 64, hf_time_loss: str = "mse",
-                 channels_last: bool = True, precision: str = "fp32") -> None:
+                 channels_last: bool = True, precision: str = "fp32", ema_init: str = "one") -> None:
         super().__init__()
         if hf_time_loss not in ("mse", "l1"):
             raise ConfigError(f"hf_time_loss must be 'mse' or 'l1', got {hf_time_loss!r}")
@@ -491,12 +495,13 @@ class Stage1(nn.Module):
             length=length, n_fft=n_fft, hop_length=hop_length, cutoff=cutoff, hidden_dim=hidden_dim,
             n_resblocks=n_resblocks, codebook_size=codebook_size, codebook_dim=codebook_dim,
             ema_decay=ema_decay, beta=beta, lf_width_min=lf_width_min, hf_width_min=hf_width_min,
-            hf_time_loss=hf_time_loss, precision=precision)
+            hf_time_loss=hf_time_loss, precision=precision, ema_init=ema_init)
         self.length, self.n_fft, self.hop_length, self.cutoff = length, n_fft, hop_length, cutoff
         self.height, self.width = height, n_frames(length, hop_length)
         self.hf_time_loss, self.channels_last = hf_time_loss, channels_last
         common = dict(hidden_dim=hidden_dim, n_resblocks=n_resblocks, codebook_size=codebook_size,
-                      codebook_dim=codebook_dim, ema_decay=ema_decay, beta=beta, precision=precision)
+                      codebook_dim=codebook_dim, ema_decay=ema_decay, beta=beta, precision=precision,
+                      ema_init=ema_init)
         self.lf = VQVAE("lf", height, self.width, n_downsamples(length, lf_width_min, hop_length), **common)
         self.hf = VQVAE("hf", height, self.width, n_downsamples(length, hf_width_min, hop_length), **common)
         if channels_last:
@@ -517,7 +522,8 @@ class Stage1(nn.Module):
                    hidden_dim=cfg.hidden_dim, n_resblocks=cfg.n_resblocks, codebook_size=cfg.codebook_size,
                    codebook_dim=cfg.codebook_dim, ema_decay=cfg.ema_decay, beta=cfg.beta,
                    lf_width_min=cfg.lf_width_min, hf_width_min=cfg.hf_width_min,
-                   hf_time_loss=cfg.hf_time_loss, channels_last=channels_last, precision=precision)
+                   hf_time_loss=cfg.hf_time_loss, channels_last=channels_last, precision=precision,
+                   ema_init=getattr(cfg, "ema_init", "one"))
 
     # -- shapes -------------------------------------------------------------------------------
     def latent_shape(self, band: str) -> tuple[int, int, int]:
