@@ -199,3 +199,16 @@ def test_cli_train_bad_params(tmp_path):
     assert out.returncode == 2 and "did you mean stage1_epochs" in out.stderr
     out = _tvq("train", "NoSuchSet", "-f", "smoke", "--out", str(tmp_path))
     assert out.returncode == 2 and "unknown UCR dataset" in out.stderr
+
+
+def test_every_thesis_code_option_together_trains_saves_loads_and_samples(tmp_path, ecg200):
+    """The options of tvq.quirks combined: a run folder that trains, reloads and samples like any other."""
+    from tvq.quirks import thesis_code_overrides
+
+    overrides = {k: v for k, v in thesis_code_overrides().items() if not k.endswith("weight_decay")}
+    cfg = tiny(**overrides)
+    train(cfg, tmp_path, dataset=ecg200, progress=False)
+    model, meta = load_model(tmp_path)
+    assert model.cfg.unet_block_padding == "zeros" and model.unet_hf.cond_thesis_code
+    x = model.sample(4, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (4, 96) and torch.isfinite(x).all()

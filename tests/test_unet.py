@@ -235,3 +235,30 @@ def test_the_padding_option_leaves_existing_fingerprints_alone():
 
         h.update(np.ascontiguousarray(a).tobytes())
     assert h.hexdigest()[:16] == base
+
+
+def test_hf_condition_thesis_code_unscales_and_never_trains_its_projection():
+    import torch
+
+    from tvq.config import load_config
+    from tvq.model import TimeVQVDM
+
+    cfg = load_config("smoke", dict(hf_condition="thesis_code"))
+    model = TimeVQVDM.from_config(cfg, length=48, n_classes=2)
+    x = torch.randn(8, 48)
+    model.fit_scalers(x)
+    unet = model.unet_hf
+    assert unet.cond_std.item() == model.scaler_lf.std.item() and unet.cond_mean.item() == model.scaler_lf.mean.item()
+    assert all(p not in set(model.stage2_parameters()) for p in unet.cond_proj.parameters())
+    before = unet.cond_proj.weight.clone()
+    z0_lf, z0_hf = model.encode(x)
+    opt = torch.optim.AdamW(model.stage2_parameters(), lr=1e-2)
+    model.stage2_loss(z0_lf, z0_hf, torch.zeros(8, dtype=torch.long))["total"].backward()
+    opt.step()
+    assert torch.equal(unet.cond_proj.weight, before)  # frozen, as in the thesis code
+    # the default keeps the thesis's parameter counts: no projection at all
+    plain = TimeVQVDM.from_config(load_config("smoke"), length=48, n_classes=2)
+    assert plain.unet_hf.cond_proj is None
+    extra = sum(p.numel() for p in unet.parameters()) - sum(p.numel() for p in plain.unet_hf.parameters())
+    c = model.channels
+    assert extra == c * c * 3 + c

@@ -81,6 +81,9 @@ class Config:
     # What the priors learn: the continuous projected latents (tvq) or their nearest codebook
     # tokens (what every stored version of the thesis code feeds its priors).
     stage2_latents: str = "continuous"
+    # The HF prior's condition: the scaled LF latent (tvq) or, as the thesis code has it, the
+    # un-scaled one through a random 3-tap 20 -> 20 convolution that is never trained.
+    hf_condition: str = "scaled"
 
     # -- sampling (Algorithm 3-4) ---------------------------------------------------------
     t_max: float = 0.99
@@ -128,6 +131,7 @@ _CHOICES = {
     "unet_attn_norm": ("features", "positions"),
     "ema_init": ("one", "zeros"),
     "stage2_latents": ("continuous", "quantized"),
+    "hf_condition": ("scaled", "thesis_code"),
 }
 
 

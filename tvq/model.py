@@ -115,6 +115,9 @@ class TimeVQVDM(nn.Module):
         z_lf, z_hf = self._encode_unscaled(x_train)
         self.scaler_lf.fit(z_lf)
         self.scaler_hf.fit(z_hf)
+        if getattr(self.unet_hf, "cond_thesis_code", False):  # the HF prior sees the LF latent un-scaled
+            self.unet_hf.cond_mean.copy_(self.scaler_lf.mean)
+            self.unet_hf.cond_std.copy_(self.scaler_lf.std)
 
     @torch.no_grad()
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:

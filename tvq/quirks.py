@@ -38,7 +38,7 @@ QUIRKS: tuple[Quirk, ...] = (
           "every batch, encoders in train mode (batch statistics; the same as eval mode when one batch holds "
           "the whole training set)", None),
     Quirk("stage 2: HF condition", "the scaled LF latent, interpolated to the HF width",
-          "the unscaled LF latent through a 20 -> 20 convolution that is never trained", None),
+          "the unscaled LF latent through a 20 -> 20 convolution that is never trained", "hf_condition", "thesis_code"),
     Quirk("stage 1: decoder output width", "transposed convolutions with output padding to the exact width",
           "one more transposed convolution, then bilinear interpolation to the width", None),
     Quirk("stage 1: EMA codebook's initial counts", "1 per code", "0 per code", "ema_init", "zeros"),

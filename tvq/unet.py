@@ -301,6 +301,7 @@ class UNet1D(nn.Module):
         attn_scale: float = 10.0,
         attn_norm: str = "features",
         block_padding: str = "replicate",
+        cond_thesis_code: bool = False,
     ):
         super().__init__()
         channels = [int(c) for c in channels]
@@ -328,8 +329,15 @@ class UNet1D(nn.Module):
             nn.Linear(time_embed_dim, time_embed_dim),
         )
         self.class_embed = nn.Embedding(n_classes + 1, class_embed_dim)
+        # The thesis code's HF condition: the LF latent un-scaled (cond_std, cond_mean: S_LF,
+        # set by TimeVQVDM.fit_scalers), then a 3-tap 20 -> 20 convolution that is never trained.
+        self.cond_thesis_code = bool(cond_thesis_code and cond_channels)
         self.cond_proj = (nn.Conv1d(cond_channels, cond_channels, kernel_size=3, padding=1)
-                          if cond_channels and cond_projection else None)
+                          if cond_channels and (cond_projection or self.cond_thesis_code) else None)
+        if self.cond_thesis_code:
+            self.cond_proj.requires_grad_(False)
+            self.register_buffer("cond_mean", torch.zeros(()))
+            self.register_buffer("cond_std", torch.ones(()))
         self.init_conv = nn.Conv1d(in_channels + cond_channels, dims[0], kernel_size=7, padding=3,
                                    padding_mode="replicate")
 
@@ -373,7 +381,8 @@ class UNet1D(nn.Module):
         kwargs = dict(cond_channels=cond_channels, time_embed_dim=cfg.time_embed_dim,
                       class_embed_dim=cfg.class_embed_dim, groups=cfg.unet_groups,
                       attn_heads=cfg.attn_heads, attn_head_dim=cfg.attn_head_dim,
-                      block_padding=cfg.unet_block_padding, attn_norm=cfg.unet_attn_norm)
+                      block_padding=cfg.unet_block_padding, attn_norm=cfg.unet_attn_norm,
+                      cond_thesis_code=cfg.hf_condition == "thesis_code")
         kwargs.update(overrides)
         return cls(in_channels, n_classes, channels, **kwargs)
 
@@ -415,7 +424,10 @@ class UNet1D(nn.Module):
 
         x = z_t
         if self.cond_channels:
-            c = resize_condition(cond.to(z_t.dtype), width)
+            c = cond.to(z_t.dtype)
+            if self.cond_thesis_code:
+                c = c * self.cond_std + self.cond_mean
+            c = resize_condition(c, width)
             if self.cond_proj is not None:
                 c = self.cond_proj(c)
             x = torch.cat((x, c), dim=1)
