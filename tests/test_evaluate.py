@@ -230,3 +230,36 @@ def test_test_features_are_computed_once_per_evaluator(ds, cfg, monkeypatch):
     assert second["fid"] == first["fid"]
     other = toy_dataset(seed=9)  # another test set must not reuse them
     assert not np.array_equal(ev.test_features(model, other.x_test), ev.test_features(model, ds.x_test))
+
+
+def test_scored_count_follows_the_thesis_codes_loop_over_the_test_set():
+    from tvq.evaluate import scored_count
+
+    assert scored_count(1024, 150) == 1024
+    assert scored_count(1024, 150, "thesis_code") == 256      # GunPoint: one batch of 256
+    assert scored_count(1024, 257, "thesis_code") == 512
+    assert scored_count(1024, 6164, "thesis_code") == 1024    # Wafer: every drawn series
+    assert scored_count(100, 150, "thesis_code") == 100
+
+
+def test_score_series_thesis_code_scores_the_first_series_only():
+    import numpy as np
+
+    import torch
+
+    from tvq.evaluate import evaluator_scores
+    from tvq.fcn import FCN
+
+    class DS:
+        x_test = np.random.default_rng(0).normal(size=(40, 32)).astype(np.float32)
+        y_train = np.array([0, 1] * 10)
+        n_classes = 2
+
+    torch.manual_seed(0)
+    model = FCN(2).eval()
+    x = np.random.default_rng(1).normal(size=(300, 32)).astype(np.float32)
+    full = evaluator_scores(model, DS, x)
+    first = evaluator_scores(model, DS, x, score_series="thesis_code")
+    assert (full["n_scored"], first["n_scored"]) == (300, 256)
+    assert first["fid"] == pytest.approx(evaluator_scores(model, DS, x[:256])["fid"])
+    assert first["fid"] != pytest.approx(full["fid"])

@@ -102,6 +102,9 @@ class Config:
     # tvq.lee2023); own = an FCN tvq trains with the recipe below (tvq.fcn). TSTR always
     # trains a fresh FCN with the recipe below.
     evaluator: str = "lee2023"
+    # Which generated series FID and IS score: all of them (tvq), or only the first multiple of
+    # 256 at or above the test-set size, as the thesis code's evaluation loop does (thesis_code).
+    score_series: str = "all"
     fcn_epochs: int = 1000
     fcn_batch_size: int = 256
     fcn_lr: float = 1e-3
@@ -132,6 +135,7 @@ _CHOICES = {
     "ema_init": ("one", "zeros"),
     "stage2_latents": ("continuous", "quantized"),
     "hf_condition": ("scaled", "thesis_code"),
+    "score_series": ("all", "thesis_code"),
 }
 
 

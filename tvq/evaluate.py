@@ -192,14 +192,33 @@ def class_diagnostics(p_gen: np.ndarray, y_train: np.ndarray, n_classes: int,
     return out
 
 
+def scored_count(n_samples: int, n_test: int, mode: str = "all") -> int:
+    """How many of ``n_samples`` generated series FID and IS score.
+
+    ``all``: every one. ``thesis_code``: what the thesis code's evaluation loop takes, which
+    walks over the test set in batches of 256 and slices the generated series alongside, so it
+    stops at the first multiple of 256 at or above the test-set size.
+    """
+    if mode == "all":
+        return n_samples
+    if mode == "thesis_code":
+        return min(n_samples, -(-n_test // 256) * 256)
+    raise EvaluationError(f"score_series must be all or thesis_code, got {mode!r}")
+
+
 def evaluator_scores(model: FCN, ds: DatasetLike, x: np.ndarray, labels: np.ndarray | None = None,
-                     seed: int = 0, device: torch.device | str | None = None) -> dict[str, Any]:
+                     seed: int = 0, device: torch.device | str | None = None,
+                     score_series: str = "all") -> dict[str, Any]:
     """What the evaluator alone says of validated samples ``x``: FID against the real test set,
-    IS over ``IS_SPLITS`` splits (shuffled with ``seed``) and :func:`class_diagnostics`."""
+    IS over ``IS_SPLITS`` splits (shuffled with ``seed``) and :func:`class_diagnostics`, over the
+    series :func:`scored_count` keeps (``n_scored``)."""
+    n = scored_count(len(x), len(ds.x_test), score_series)
+    x = x[:n]
+    labels = labels[:n] if labels is not None else None
     f_gen, p_gen = predict(model, x, device=device)
     is_mean, is_std = inception_score(p_gen, n_splits=IS_SPLITS, seed=seed)
     return {"fid": fid(f_gen, test_features(model, ds.x_test, device=device)), "is_mean": is_mean, "is_std": is_std,
-            **class_diagnostics(p_gen, ds.y_train, ds.n_classes, labels)}
+            "n_scored": int(n), **class_diagnostics(p_gen, ds.y_train, ds.n_classes, labels)}
 
 
 def evaluate_samples(dataset: DatasetLike | str, samples: np.ndarray, labels: np.ndarray | None = None,
@@ -231,7 +250,7 @@ def evaluate_samples(dataset: DatasetLike | str, samples: np.ndarray, labels: np
     seconds["evaluator"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    scores = evaluator_scores(model, ds, x, y, seed=cfg.seed, device=dev)
+    scores = evaluator_scores(model, ds, x, y, seed=cfg.seed, device=dev, score_series=cfg.score_series)
     mem = memorisation(x, ds.x_train, ds.x_test, device=dev)
     seconds["scoring"] = time.perf_counter() - t0
 

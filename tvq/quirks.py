@@ -48,7 +48,7 @@ QUIRKS: tuple[Quirk, ...] = (
     Quirk("stage 1: number of down-samplings", "latent widths 16-31 (LF) and 64-127 (HF)",
           "round(L / 2 / w) with w = 8 (LF), 32 (HF)", None),
     Quirk("evaluation: generated series scored", "all that were drawn",
-          "the first multiple of 256 at or above the test-set size", None),
+          "the first multiple of 256 at or above the test-set size", "score_series", "thesis_code"),
 )
 
 

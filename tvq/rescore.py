@@ -46,11 +46,11 @@ def rescore_entry(entry: Path, evaluator: str, device: str = "cpu") -> dict[str,
     x_u = validate_samples(np.load(entry / "samples_uncond.npy", allow_pickle=False).astype(np.float32), ds.length)
     x_c = validate_samples(np.load(entry / "samples_cond.npy", allow_pickle=False).astype(np.float32), ds.length)
     y_c = validate_labels(np.load(entry / "labels_cond.npy", allow_pickle=False), len(x_c), ds.n_classes)
-    uncond = evaluator_scores(model, ds, x_u, seed=cfg.seed, device=device)
-    cond = evaluator_scores(model, ds, x_c, y_c, seed=cfg.seed, device=device)
+    uncond = evaluator_scores(model, ds, x_u, seed=cfg.seed, device=device, score_series=cfg.score_series)
+    cond = evaluator_scores(model, ds, x_c, y_c, seed=cfg.seed, device=device, score_series=cfg.score_series)
     result = {
         "evaluator": evaluator, "source": "the series stored in the entry (float16)",
-        "n_uncond": int(len(x_u)), "n_cond": int(len(x_c)),
+        "n_uncond": uncond["n_scored"], "n_cond": cond["n_scored"],
         "fid_uncond": uncond["fid"], "is_uncond": uncond["is_mean"], "is_uncond_std": uncond["is_std"],
         "fid_cond": cond["fid"], "is_cond": cond["is_mean"],
         "trtr": float(trtr), "fid_train_vs_test": float(fid_floor(ds, cfg, device=device, model=model)),
