@@ -464,3 +464,13 @@ def test_quantized_stage2_latents_are_codebook_tokens():
     cont.load_state_dict(model.state_dict())
     zc = from_diffusion_layout(cont.scaler_lf.inverse(cont.encode(x)[0]), cont.height)
     assert gap_to_nearest_token(zc).median() > 1e-2  # the continuous latents are not
+
+
+@pytest.mark.parametrize("length, lf, hf", [(152, 19, 76), (150, 18, 75), (96, 24, 48), (24, 12, 12)])
+def test_the_thesis_codes_width_rule(length, lf, hf):
+    """Wafer and GunPoint get the same latent widths by either rule; ECG200's HF latent is 48 wide
+    by the code's rule (97 by the text's); a short series still gets one down-sampling."""
+    from tvq.vqvae import Stage1
+
+    s1 = Stage1(length, hidden_dim=8, n_resblocks=1, codebook_size=16, width_rule="thesis_code")
+    assert (s1.latent_shape("lf")[1], s1.latent_shape("hf")[1]) == (lf, hf)

@@ -54,6 +54,7 @@ class Config:
     beta: float = 1.0                # commitment weight
     lf_width_min: int = 16           # LF latent width in [16, 31]
     hf_width_min: int = 64           # HF latent width in [64, 127]
+    width_rule: str = "thesis_text"  # thesis_text (the two ranges above) | thesis_code (its rounding rule)
     hf_time_loss: str = "mse"        # mse (thesis text) | l1 (thesis code)
     stage1_precision: str = "fp32"   # fp32 | bf16 (autocast; about 1.6x faster on CPUs with AVX512-BF16)
 
@@ -136,6 +137,7 @@ _CHOICES = {
     "stage2_latents": ("continuous", "quantized"),
     "hf_condition": ("scaled", "thesis_code"),
     "score_series": ("all", "thesis_code"),
+    "width_rule": ("thesis_text", "thesis_code"),
 }
 
 

@@ -46,7 +46,7 @@ QUIRKS: tuple[Quirk, ...] = (
           "their nearest codebook tokens (every stored version of the code; the run one is not stored)",
           "stage2_latents", "quantized"),
     Quirk("stage 1: number of down-samplings", "latent widths 16-31 (LF) and 64-127 (HF)",
-          "round(L / 2 / w) with w = 8 (LF), 32 (HF)", None),
+          "int(log2(round(L / 2 / w))) blocks, at least one, with w = 8 (LF), 32 (HF)", "width_rule", "thesis_code"),
     Quirk("evaluation: generated series scored", "all that were drawn",
           "the first multiple of 256 at or above the test-set size", "score_series", "thesis_code"),
 )

@@ -55,7 +55,7 @@ _NOT_TRAINING = {
 # reproduces the earlier behaviour: left out of the fingerprint while at that default, so that
 # adding the option does not orphan every stored checkpoint.
 _ADDED_LATER = {"unet_block_padding": "replicate", "unet_attn_norm": "features", "ema_init": "one",
-                "stage2_latents": "continuous", "hf_condition": "scaled"}
+                "stage2_latents": "continuous", "hf_condition": "scaled", "width_rule": "thesis_text"}
 
 
 def training_fingerprint(cfg: Config, dataset: UCRDataset) -> str:

@@ -19,6 +19,7 @@ the decoder ends at the exact size with no interpolation (and 50 fewer parameter
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
@@ -67,6 +68,19 @@ def n_downsamples(length: int, width_min: int, hop_length: int = 1) -> int:
     while width >= 2 * width_min:
         width, n = downsampled_width(width, 1), n + 1
     return n
+
+
+# The thesis code's rule instead (its config's "downsampled_width": 8 for LF, 32 for HF): a
+# down-sampling rate round(L / (log2(n_fft) - 1) / w), and int(log2(rate)) stride-2 blocks, at
+# least one. It agrees with the text's rule on Wafer and GunPoint, not everywhere (ECG200's HF
+# latent: 48 wide by the code, 97 by the text).
+CODE_WIDTHS = {"lf": 8, "hf": 32}
+
+
+def n_downsamples_thesis_code(length: int, n_fft: int, band: str) -> int:
+    """The number of stride-2 blocks the thesis's code gives a band's encoder (Python's round)."""
+    rate = round(length / (math.log2(n_fft) - 1) / CODE_WIDTHS[band])
+    return max(1, int(math.log2(rate)) if rate > 0 else 0)
 
 
 # ----------------------------------------------------------------------------------------
@@ -482,7 +496,8 @@ class Stage1(nn.Module):
                  hidden_dim: int = 64, n_resblocks: int = 4, codebook_size: int = 512,
                  codebook_dim: int = 4, ema_decay: float = 0.8, beta: float = 1.0,
                  lf_width_min: int = 16, hf_width_min: int = 64, hf_time_loss: str = "mse",
-                 channels_last: bool = True, precision: str = "fp32", ema_init: str = "one") -> None:
+                 channels_last: bool = True, precision: str = "fp32", ema_init: str = "one",
+                 width_rule: str = "thesis_text") -> None:
         super().__init__()
         if hf_time_loss not in ("mse", "l1"):
             raise ConfigError(f"hf_time_loss must be 'mse' or 'l1', got {hf_time_loss!r}")
@@ -495,15 +510,21 @@ class Stage1(nn.Module):
             length=length, n_fft=n_fft, hop_length=hop_length, cutoff=cutoff, hidden_dim=hidden_dim,
             n_resblocks=n_resblocks, codebook_size=codebook_size, codebook_dim=codebook_dim,
             ema_decay=ema_decay, beta=beta, lf_width_min=lf_width_min, hf_width_min=hf_width_min,
-            hf_time_loss=hf_time_loss, precision=precision, ema_init=ema_init)
+            hf_time_loss=hf_time_loss, precision=precision, ema_init=ema_init, width_rule=width_rule)
         self.length, self.n_fft, self.hop_length, self.cutoff = length, n_fft, hop_length, cutoff
         self.height, self.width = height, n_frames(length, hop_length)
         self.hf_time_loss, self.channels_last = hf_time_loss, channels_last
         common = dict(hidden_dim=hidden_dim, n_resblocks=n_resblocks, codebook_size=codebook_size,
                       codebook_dim=codebook_dim, ema_decay=ema_decay, beta=beta, precision=precision,
                       ema_init=ema_init)
-        self.lf = VQVAE("lf", height, self.width, n_downsamples(length, lf_width_min, hop_length), **common)
-        self.hf = VQVAE("hf", height, self.width, n_downsamples(length, hf_width_min, hop_length), **common)
+        if width_rule == "thesis_text":
+            downs = {"lf": n_downsamples(length, lf_width_min, hop_length), "hf": n_downsamples(length, hf_width_min, hop_length)}
+        elif width_rule == "thesis_code":
+            downs = {b: n_downsamples_thesis_code(length, n_fft, b) for b in ("lf", "hf")}
+        else:
+            raise ConfigError(f"width_rule must be thesis_text or thesis_code, got {width_rule!r}")
+        self.lf = VQVAE("lf", height, self.width, downs["lf"], **common)
+        self.hf = VQVAE("hf", height, self.width, downs["hf"], **common)
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
@@ -523,7 +544,7 @@ class Stage1(nn.Module):
                    codebook_dim=cfg.codebook_dim, ema_decay=cfg.ema_decay, beta=cfg.beta,
                    lf_width_min=cfg.lf_width_min, hf_width_min=cfg.hf_width_min,
                    hf_time_loss=cfg.hf_time_loss, channels_last=channels_last, precision=precision,
-                   ema_init=getattr(cfg, "ema_init", "one"))
+                   ema_init=getattr(cfg, "ema_init", "one"), width_rule=getattr(cfg, "width_rule", "thesis_text"))
 
     # -- shapes -------------------------------------------------------------------------------
     def latent_shape(self, band: str) -> tuple[int, int, int]:
