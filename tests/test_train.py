@@ -212,3 +212,18 @@ def test_every_thesis_code_option_together_trains_saves_loads_and_samples(tmp_pa
     assert model.cfg.unet_block_padding == "zeros" and model.unet_hf.cond_thesis_code
     x = model.sample(4, generator=torch.Generator().manual_seed(0))
     assert x.shape == (4, 96) and torch.isfinite(x).all()
+
+
+def test_stage2_encode_per_batch_train_uses_batch_statistics(ecg200):
+    """The thesis code's stage 2 encodes each batch with batch norm in train mode: the latents of a
+    series then depend on the batch it is in, which the cached eval-mode latents never do."""
+    cfg = tiny(stage2_encode="per_batch_train")
+    model = TimeVQVDM.from_config(cfg, length=96, n_classes=2)
+    x = torch.from_numpy(ecg200.x_train[:32])
+    model.fit_scalers(x)
+    model.eval()
+    alone, _ = model.encode(x[:8], train_mode=True)
+    in_batch, _ = model.encode(x, train_mode=True)
+    assert not torch.allclose(alone, in_batch[:8], atol=1e-4)
+    assert torch.allclose(model.encode(x[:8])[0], model.encode(x)[0][:8], atol=1e-5)  # eval mode: no dependence
+    assert not model.stage1.training  # the mode it had before is restored

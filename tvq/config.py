@@ -85,6 +85,9 @@ class Config:
     # The HF prior's condition: the scaled LF latent (tvq) or, as the thesis code has it, the
     # un-scaled one through a random 3-tap 20 -> 20 convolution that is never trained.
     hf_condition: str = "scaled"
+    # How stage 2 gets its latents: encoded once in eval mode (tvq), or every batch with the
+    # frozen encoders in train mode (the thesis code: batch statistics, drifting running stats).
+    stage2_encode: str = "cached_eval"
 
     # -- sampling (Algorithm 3-4) ---------------------------------------------------------
     t_max: float = 0.99
@@ -138,6 +141,7 @@ _CHOICES = {
     "hf_condition": ("scaled", "thesis_code"),
     "score_series": ("all", "thesis_code"),
     "width_rule": ("thesis_text", "thesis_code"),
+    "stage2_encode": ("cached_eval", "per_batch_train"),
 }
 
 

@@ -99,10 +99,10 @@ class TimeVQVDM(nn.Module):
 
     # -- scalers and cached latents -----------------------------------------------------------------
     @torch.no_grad()
-    def _encode_unscaled(self, x: Tensor, batch_size: int = 512) -> tuple[Tensor, Tensor]:
+    def _encode_unscaled(self, x: Tensor, batch_size: int = 512, train_mode: bool = False) -> tuple[Tensor, Tensor]:
         parts_lf, parts_hf = [], []
         for chunk in x.split(batch_size):
-            z_lf, z_hf = self.stage1.encode(chunk.to(self.device))
+            z_lf, z_hf = self.stage1.encode(chunk.to(self.device), train_mode=train_mode)
             if self.cfg.stage2_latents == "quantized":  # the tokens, not the continuous latents
                 (z_lf, _), (z_hf, _) = self.stage1.quantize(z_lf, z_hf)
             parts_lf.append(to_diffusion_layout(z_lf))
@@ -120,9 +120,10 @@ class TimeVQVDM(nn.Module):
             self.unet_hf.cond_std.copy_(self.scaler_lf.std)
 
     @torch.no_grad()
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """z0_LF, z0_HF: the scaled diffusion latents (B, H·d, W) of a batch of series."""
-        z_lf, z_hf = self._encode_unscaled(x)
+    def encode(self, x: Tensor, train_mode: bool = False) -> tuple[Tensor, Tensor]:
+        """z0_LF, z0_HF: the scaled diffusion latents (B, H·d, W) of a batch of series
+        (``train_mode``: batch norm with the batch's statistics, see :meth:`Stage1.encode`)."""
+        z_lf, z_hf = self._encode_unscaled(x, batch_size=max(1, len(x)) if train_mode else 512, train_mode=train_mode)
         return self.scaler_lf(z_lf), self.scaler_hf(z_hf)
 
     # -- stage 2 ------------------------------------------------------------------------------------

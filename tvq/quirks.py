@@ -36,7 +36,7 @@ QUIRKS: tuple[Quirk, ...] = (
           "t = 1, where float32 cos(pi/2) < 0 flips the first step", "t_max", 1.0),
     Quirk("stage 2: how the latents are encoded", "once, encoders in eval mode",
           "every batch, encoders in train mode (batch statistics; the same as eval mode when one batch holds "
-          "the whole training set)", None),
+          "the whole training set)", "stage2_encode", "per_batch_train"),
     Quirk("stage 2: HF condition", "the scaled LF latent, interpolated to the HF width",
           "the unscaled LF latent through a 20 -> 20 convolution that is never trained", "hf_condition", "thesis_code"),
     Quirk("stage 1: decoder output width", "transposed convolutions with output padding to the exact width",

@@ -55,7 +55,8 @@ _NOT_TRAINING = {
 # reproduces the earlier behaviour: left out of the fingerprint while at that default, so that
 # adding the option does not orphan every stored checkpoint.
 _ADDED_LATER = {"unet_block_padding": "replicate", "unet_attn_norm": "features", "ema_init": "one",
-                "stage2_latents": "continuous", "hf_condition": "scaled", "width_rule": "thesis_text"}
+                "stage2_latents": "continuous", "hf_condition": "scaled", "width_rule": "thesis_text",
+                "stage2_encode": "cached_eval"}
 
 
 def training_fingerprint(cfg: Config, dataset: UCRDataset) -> str:
@@ -209,14 +210,20 @@ def train(cfg: Config, out_dir: str | Path, *, dataset: UCRDataset | None = None
 
     # 3. Stage 2: the two diffusion priors on cached latents (Algorithm 2).
     if state.phase == "stage2":
-        z0_lf, z0_hf = model.encode(x_train)  # frozen stage 1, eval mode, computed once
+        if cfg.stage2_encode == "cached_eval":
+            z0_lf, z0_hf = model.encode(x_train)  # frozen stage 1, eval mode, computed once
+
+            def latents(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                return z0_lf[idx], z0_hf[idx]
+        else:  # the thesis code: every batch encoded anew, batch norm in training mode
+            def latents(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                return model.encode(x_train[idx], train_mode=True)
         model.train()
-        model.stage1.eval()  # batch-norm statistics stay frozen
+        model.stage1.eval()  # batch-norm statistics stay frozen (except while per_batch_train encodes)
         _run_phase("stage2", model=model, params=model.stage2_parameters(), n_items=len(x_train),
                    batch_size=cfg.stage2_batch_size, epochs=cfg.stage2_epochs, lr=cfg.stage2_lr,
                    weight_decay=cfg.stage2_weight_decay,
-                   step_fn=lambda idx: model.stage2_loss(z0_lf[idx.to(device)], z0_hf[idx.to(device)],
-                                                         y_train[idx.to(device)], generator),
+                   step_fn=lambda idx: model.stage2_loss(*latents(idx.to(device)), y_train[idx.to(device)], generator),
                    state=state, generator=generator, ckpt=ckpt, fingerprint=fingerprint, payload=payload,
                    checkpoint_seconds=checkpoint_seconds, progress=progress)
         state.phase, state.epoch = "done", 0

@@ -620,14 +620,16 @@ class Stage1(nn.Module):
 
     # -- stage-2 interface -----------------------------------------------------------------------------
     @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, train_mode: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Continuous projected latents ``(z_LF, z_HF)``, each ``(B, H, W', d)``, in eval mode.
 
         Batch norm uses its running statistics, so the result does not depend on the batch
         and can be computed once for stage 2. The module's train/eval mode is restored.
+        ``train_mode=True`` encodes as the thesis code's stage 2 does: batch norm normalises
+        with the batch's statistics and keeps updating its running ones.
         """
         was_training = self.training
-        self.eval()
+        self.train(train_mode)
         try:
             u_lf, u_hf = self.split(x)
             return self.lf.encode(self._conv_layout(u_lf)), self.hf.encode(self._conv_layout(u_hf))
