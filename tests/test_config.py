@@ -68,3 +68,15 @@ def test_every_thesis_code_quirk_with_an_option_is_a_real_field_and_differs_from
     assert cfg.unet_block_padding == "zeros" and cfg.hf_time_loss == "l1"
     assert "stage 1: decoder output width" in missing_options()
     assert cfg.hf_condition == "thesis_code" and cfg.stage2_latents == "quantized"
+
+
+def test_the_thesis_code_profile_is_the_thesis_profile_plus_every_quirk():
+    """params/thesis-code.yaml differs from params/thesis.yaml in the quirks' options only, each at
+    the code's value; t_max stays at the text's 0.99 on purpose (the comparison with the code ran there)."""
+    from tvq.quirks import thesis_code_overrides
+
+    text, code = load_config("thesis").to_dict(), load_config("thesis-code").to_dict()
+    differs = {k for k in text if text[k] != code[k]} - {"profile"}
+    expected = {k: v for k, v in thesis_code_overrides().items() if k != "t_max"}
+    assert differs == set(expected)
+    assert all(code[k] == v for k, v in expected.items())
