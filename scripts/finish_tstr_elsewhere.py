@@ -36,7 +36,7 @@ from tvq.evaluate import validate_labels, validate_samples
 
 def finish(pending: Path, ckpt_in: Path, ckpt_out: Path, recipe: fcn.Recipe, device: str) -> dict:
     """Train from ``ckpt_in`` to epoch ``recipe.epochs - 1`` on ``device``; save that state to ``ckpt_out``."""
-    f = np.load(pending)
+    f = np.load(pending, allow_pickle=False)
     x = validate_samples(f["x"].astype(np.float32), f["x"].shape[1])
     state = torch.load(ckpt_in, map_location="cpu", weights_only=True)
     n_classes = int(state["n_classes"])

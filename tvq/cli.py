@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from . import __version__
@@ -18,13 +19,20 @@ _COMMAND_MODULES = ("tvq.data.cli", "tvq.train", "tvq.sample", "tvq.evaluate", "
                     "tvq.reproduce", "tvq.rescore", "tvq.ablations", "tvq.sweep")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (and exit 2), pointing at ``--help`` for the full usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tvq",
         description="TimeVQVDM, reproduced: train, sample and evaluate on the UCR archive.",
     )
     parser.add_argument("--version", action="version", version=f"tvq {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in _COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -42,14 +50,39 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
+    previous = _terminate_as_exception()
     try:
         return int(args.func(args) or 0)
     except TvqError as exc:
         print(f"tvq: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the environment, not tvq: a full disk, a permission, a vanished file
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"tvq: error: {exc.strerror or exc.__class__.__name__}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("tvq: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("tvq: terminated", file=sys.stderr)
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(BaseException):
+    """SIGTERM as an exception, so that ``finally`` blocks (temporary files, locks) run."""
+
+
+def _terminate_as_exception():
+    def handler(signum, frame):
+        raise _Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. a test runner's worker): leave signals alone
+        return None
 
 
 if __name__ == "__main__":  # pragma: no cover

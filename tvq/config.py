@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import typing
 from pathlib import Path
@@ -182,7 +183,25 @@ def _coerce_scalar(key: str, typ: type, value: Any) -> Any:
     raise ConfigError(f"parameter {key!r} must be {typ.__name__}, got {value!r}")
 
 
+SEED_MAX = 2**63 - 1   # torch.manual_seed takes 64-bit seeds; numpy gets seed % 2**32
+INT_MAX = 2**31 - 1    # no count, size or epoch number of this model comes near it
+
+
 def _validate(cfg: Config) -> None:
+    for key, hint in _HINTS.items():
+        value = getattr(cfg, key)
+        if hint is float and not math.isfinite(value):
+            raise ConfigError(f"parameter {key!r} must be a finite number, got {value}")
+        if hint is int and key != "seed" and not -INT_MAX <= value <= INT_MAX:
+            raise ConfigError(f"parameter {key!r} is out of range: {value}")
+    if not 0 <= cfg.seed <= SEED_MAX:
+        raise ConfigError(f"seed must lie in 0..2**63-1, got {cfg.seed}")
+    for key in ("stage1_lr", "stage2_lr", "fcn_lr"):
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"parameter {key!r} must be positive, got {getattr(cfg, key)}")
+    for key in ("stage1_weight_decay", "stage2_weight_decay", "fcn_weight_decay", "beta"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"parameter {key!r} must be >= 0, got {getattr(cfg, key)}")
     for key, allowed in _CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"parameter {key!r} must be one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
@@ -213,6 +232,9 @@ def _validate(cfg: Config) -> None:
                           "(or use evaluator=own)")
     if not cfg.unet_lf_channels or not cfg.unet_hf_channels:
         raise ConfigError("U-Net channel lists must not be empty")
+    if cfg.n_fft % 2:
+        raise ConfigError(f"n_fft must be even (a centred STFT with an odd n_fft drops a frame and cannot be "
+                          f"inverted to the same length), got {cfg.n_fft}")
     if cfg.cutoff >= cfg.n_fft // 2 + 1:
         raise ConfigError(f"cutoff {cfg.cutoff} leaves no high-frequency bins for n_fft {cfg.n_fft}")
 
@@ -263,9 +285,13 @@ def load_config(params: str | os.PathLike | None = None, overrides: dict[str, An
     if params is not None:
         path = resolve_params_file(params)
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc.__class__.__name__})") from None
+        if loaded is None:
+            raise ConfigError(f"{path}: the params file is empty (name a profile, e.g. -f thesis, or give key: value lines)")
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of parameters")
         mapping.update(loaded)

@@ -39,3 +39,19 @@ class DeviceError(TvqError):
 
 class EvaluationError(TvqError):
     """Samples or labels that cannot be scored (wrong length, non-finite, out of range, too few)."""
+
+
+class OutputError(TvqError):
+    """An output path that cannot be written: missing folder, a directory or special file, no permission."""
+
+
+class RunLocked(TvqError):
+    """Another process is training into the same run folder."""
+
+
+class TrainingDiverged(TvqError):
+    """A training loss became NaN or infinite."""
+
+
+class UnreadableFile(TvqError):
+    """A file tvq wrote earlier (a results entry, a cached draw) that is damaged or not what it should be."""

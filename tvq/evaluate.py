@@ -35,7 +35,7 @@ from .config import Config, load_config, parse_overrides
 from .device import resolve_device, seed_everything, set_threads
 from .errors import EvaluationError
 from .fcn import FCN, Recipe, data_fingerprint, fit_and_score, predict, train_or_load
-from .io import write_json
+from .io import check_output, write_json
 from .metrics import fid, inception_score, memorisation
 
 IS_SPLITS = 10
@@ -321,6 +321,8 @@ def cmd_fcn_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``tvq evaluate NAME SAMPLES.npy``: print every metric, optionally write them as JSON."""
+    if args.output:
+        check_output(args.output, "-o")   # before the scoring, not after it
     cfg = _config_from_args(args)
     samples = _load_npy(args.samples, "samples")
     labels = _load_npy(args.labels, "labels") if args.labels else None
@@ -343,6 +345,9 @@ def cmd_evaluators_verify(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     names = list(args.names) or [i.name for i in all_datasets() if availability(i.name) == "offline"]
+    from .data import get_info
+
+    names = [get_info(n).name for n in names]   # an unknown name fails before the table starts
     if not names:
         raise EvaluationError("no dataset named and none offline")
     print(f"{'dataset':<32} {'n_test':>6} {'ours %':>8} {'Table 5 %':>9}  match", file=sys.stderr)

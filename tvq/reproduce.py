@@ -50,7 +50,7 @@ from .config import Config, load_config, parse_overrides
 from .data import cache_root, load_ucr
 from .device import resolve_device, set_threads
 from .errors import TvqError
-from .io import atomic_path, save_npy, write_json
+from .io import atomic_path, check_output_dir, save_npy, write_json
 
 FIGURE_SAMPLES = 256
 STORED_BYTES = 2 << 20  # cap on each stored sample file (float16): see stored_count
@@ -115,9 +115,10 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
     entry = entry_dir(cfg, root)
+    ds = load_ucr(cfg.dataset, data_dir=cfg.data_dir or None, scaling=cfg.scaling)  # before anything is written
+    check_output_dir(entry, "results entry")
     entry.mkdir(parents=True, exist_ok=True)
     (entry / DONE).unlink(missing_ok=True)  # from here on the entry is being (re)written
-    ds = load_ucr(cfg.dataset, data_dir=cfg.data_dir or None, scaling=cfg.scaling)
     phases = _Phases(entry, {k: v for k, v in cfg.to_dict().items() if k not in ("device", "threads", "save")})
     t_start = time.monotonic()
     walls: dict[str, float] = {}
@@ -282,7 +283,7 @@ def _load_draw(path: Path, fingerprint: dict[str, Any]) -> tuple[torch.Tensor, t
     if not path.is_file():
         return None
     try:
-        with np.load(path) as f:
+        with np.load(path, allow_pickle=False) as f:
             if str(f["key"]) != json.dumps(fingerprint, sort_keys=True, default=str):
                 return None
             return torch.from_numpy(f["x"]), torch.from_numpy(f["labels"]), float(f["sample_s"])

@@ -26,6 +26,7 @@ import pandas as pd
 
 from .config import Config, from_mapping, load_config
 from .reproduce import load_results, results_root
+from .io import load_npy, load_npz
 
 THESIS_FILES = {3: "thesis_table3_tmax_wafer.csv", 4: "thesis_table4_unconditional.csv",
                 5: "thesis_table5_conditional.csv", 6: "ucr_summary_table6.csv"}
@@ -261,10 +262,10 @@ def load_entry(dataset: str, profile: str = "thesis", seed: int = 0, root: Path 
     if not (path / "DONE").is_file():
         return None
     rec = json.loads((path / "entry.json").read_text())
-    arrays = {p.stem: np.load(p).astype(np.float32) for p in path.glob("*.npy")}
+    arrays = {p.stem: load_npy(p).astype(np.float32) for p in path.glob("*.npy")}
     rec["arrays"] = arrays
     parts = path / "parts.npz"
-    rec["parts"] = dict(np.load(parts)) if parts.is_file() else None
+    rec["parts"] = load_npz(parts) if parts.is_file() else None
     hist = path / "history.json"
     rec["history"] = json.loads(hist.read_text()) if hist.is_file() else None
     return rec

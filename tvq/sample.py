@@ -2,31 +2,38 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
+
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from .device import seed_everything
+from .config import SEED_MAX
+from .device import seed_everything, set_threads
 from .errors import ConfigError, EvaluationError
-from .io import save_npy
+from .io import check_output, save_npys
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="draw series from a trained model")
     p.add_argument("run", help="run folder written by `tvq train`")
     p.add_argument("-n", type=int, default=None, help="number of series (default: the run's n_samples)")
-    p.add_argument("--class", dest="klass", type=int, default=None,
-                   help="class index 0..C-1 for every series; default unconditional")
-    p.add_argument("--by-proportion", action="store_true",
-                   help="class-conditional with the training class proportions (thesis protocol)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--class", dest="klass", type=int, default=None,
+                       help="class index 0..C-1 for every series; default unconditional")
+    which.add_argument("--by-proportion", action="store_true",
+                       help="class-conditional with the training class proportions (thesis protocol)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps for LF and HF")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance weight w >= 0")
     p.add_argument("--rescale", type=float, default=None, help="rescale gamma in [0, 1]")
-    p.add_argument("--rescale-mode", choices=("global", "per_sample"), default=None)
+    p.add_argument("--rescale-mode", choices=("global", "per_sample", "lin"), default=None)
     p.add_argument("--t-max", type=float, default=None, help="where the sampler starts, in (0, 1]")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: the run's `threads`; pin it for bitwise reruns)")
     p.add_argument("-o", "--output", required=True, help="samples .npy (N, L) float32")
     p.add_argument("--labels-output", default=None, help="class labels .npy for conditional sampling")
     p.set_defaults(func=_cli_sample)
@@ -45,8 +52,24 @@ def _cli_sample(args: argparse.Namespace) -> int:
         raise ConfigError(f"--guidance must be >= 0, got {args.guidance}")
     if args.rescale is not None and not 0.0 <= args.rescale <= 1.0:
         raise ConfigError(f"--rescale must lie in [0, 1], got {args.rescale}")
+    for flag, value in (("--guidance", args.guidance), ("--rescale", args.rescale), ("--t-max", args.t_max)):
+        if value is not None and not math.isfinite(value):
+            raise ConfigError(f"{flag} must be a finite number, got {value}")
+    if args.seed is not None and not 0 <= args.seed <= SEED_MAX:
+        raise ConfigError(f"--seed must lie in 0..2**63-1, got {args.seed}")
+    if args.threads is not None and args.threads < 0:
+        raise ConfigError(f"--threads must be >= 0, got {args.threads}")
+    if args.labels_output and args.klass is None and not args.by_proportion:
+        raise ConfigError("--labels-output needs conditional samples: add --class K or --by-proportion")
+    # Every output is checked before the (possibly long) sampling starts.
+    check_output(args.output, "-o")
+    if args.labels_output:
+        check_output(args.labels_output, "--labels-output")
+        if Path(args.labels_output).resolve() == Path(args.output).resolve():
+            raise ConfigError("-o and --labels-output name the same file")
     model, meta = load_model(args.run, device=args.device)
     cfg = model.cfg
+    set_threads(cfg.threads if args.threads is None else args.threads)
     n = args.n or cfg.n_samples
     generator = seed_everything(cfg.seed if args.seed is None else args.seed)
     conditional = args.klass is not None or args.by_proportion
@@ -73,9 +96,10 @@ def _cli_sample(args: argparse.Namespace) -> int:
     x = x.cpu().numpy().astype(np.float32)
     if not np.isfinite(x).all():
         raise EvaluationError("sampling produced non-finite values; nothing was written")
-    save_npy(args.output, x)
-    if labels is not None and args.labels_output:
-        save_npy(args.labels_output, labels.cpu().numpy().astype(np.int64))
+    if args.labels_output:   # the samples and their labels: both files or neither
+        save_npys([args.output, args.labels_output], [x, labels.cpu().numpy().astype(np.int64)])
+    else:
+        save_npys([args.output], [x])
     print(f"{n} series of length {x.shape[1]} from {meta['dataset']} in {time.monotonic() - t0:.1f} s "
           f"({'class-conditional' if conditional else 'unconditional'}, {steps} steps) -> {args.output}")
     return 0

@@ -30,14 +30,15 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from . import __version__
 from .config import Config, load_config, parse_overrides
 from .data import UCRDataset, load_ucr
 from .device import resolve_device, seed_everything, set_threads
-from .errors import CheckpointError
-from .io import atomic_path, write_json
+from .errors import CheckpointError, ConfigError, TrainingDiverged
+from .io import atomic_path, check_output_dir, write_json
+from .locks import run_lock
+from .progress import Progress
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
@@ -126,7 +127,8 @@ def load_checkpoint(path: Path, fingerprint: str | None) -> dict[str, Any]:
 def _run_phase(name: str, *, model, params, n_items: int, batch_size: int, epochs: int, lr: float,
                weight_decay: float, step_fn: Callable[[torch.Tensor], dict[str, torch.Tensor]],
                state: TrainState, generator: torch.Generator, ckpt: Path, fingerprint: str,
-               payload: dict | None, checkpoint_seconds: float, progress: bool) -> None:
+               payload: dict | None, checkpoint_seconds: float, progress: bool | str,
+               progress_every: float = 30.0) -> None:
     steps_per_epoch = math.ceil(n_items / batch_size)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
     scheduler = cosine_lr(optimizer, epochs * steps_per_epoch)
@@ -135,8 +137,7 @@ def _run_phase(name: str, *, model, params, n_items: int, batch_size: int, epoch
         scheduler.load_state_dict(payload["scheduler"])
     last_save = time.monotonic()
     start = time.monotonic() - state.wall_s.get(name, 0.0)
-    bar = tqdm(total=epochs, initial=state.epoch, desc=f"{name}", unit="epoch", disable=not progress,
-               dynamic_ncols=True, leave=False)
+    bar = Progress(name, epochs, initial=state.epoch, mode=progress, every_s=progress_every)
     try:
         while state.epoch < epochs:
             sums: dict[str, float] = {}
@@ -149,10 +150,14 @@ def _run_phase(name: str, *, model, params, n_items: int, batch_size: int, epoch
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
             state.epoch += 1
-            for k, v in sums.items():
-                state.history.setdefault(f"{name}/{k}", []).append(v / n_items)
-            bar.update(1)
-            bar.set_postfix(loss=f"{sums['total'] / n_items:.4f}")
+            means = {k: v / n_items for k, v in sums.items()}
+            for k, v in means.items():
+                state.history.setdefault(f"{name}/{k}", []).append(v)
+            if not all(math.isfinite(v) for v in means.values()):
+                bad = ", ".join(k for k, v in means.items() if not math.isfinite(v))
+                raise TrainingDiverged(f"{name} epoch {state.epoch}: the loss is not finite ({bad}); "
+                                       f"nothing was saved from this phase (try a smaller {name}_lr)")
+            bar.update(1, means)
             state.wall_s[name] = time.monotonic() - start
             if time.monotonic() - last_save >= checkpoint_seconds and state.epoch < epochs:
                 save_checkpoint(ckpt, model, optimizer, scheduler, generator, state, fingerprint)
@@ -163,7 +168,8 @@ def _run_phase(name: str, *, model, params, n_items: int, batch_size: int, epoch
 
 
 def train(cfg: Config, out_dir: str | Path, *, dataset: UCRDataset | None = None, restart: bool = False,
-          progress: bool = True, checkpoint_seconds: float = 60.0, stop_after: str | None = None):
+          progress: bool | str = True, checkpoint_seconds: float = 60.0, stop_after: str | None = None,
+          progress_every: float = 30.0):
     """Train TimeVQVDM on ``cfg.dataset``; resume from ``out_dir`` when a checkpoint is there.
 
     ``stop_after="stage1"`` ends after stage 1 and the scalers (the checkpoint stays resumable).
@@ -171,14 +177,27 @@ def train(cfg: Config, out_dir: str | Path, *, dataset: UCRDataset | None = None
     """
     from .model import TimeVQVDM  # the model module imports the networks; keep `tvq train --help` light
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    # Everything that can be refused is checked before the run folder is created.
+    out = check_output_dir(out_dir, "run folder")
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
     ds = dataset if dataset is not None else load_ucr(cfg.dataset, data_dir=cfg.data_dir or None, scaling=cfg.scaling)
-    fingerprint = training_fingerprint(cfg, ds)
-    generator = seed_everything(cfg.seed)
+    generator = seed_everything(cfg.seed)   # before the model: its initial weights come from this seed
     model = TimeVQVDM.from_config(cfg, length=ds.length, n_classes=ds.n_classes).to(device)
+    if (out / CHECKPOINT).exists() and not restart:   # refuse another run's checkpoint before touching anything
+        load_checkpoint(out / CHECKPOINT, training_fingerprint(cfg, ds))
+    out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out):
+        return _train_locked(cfg, out, ds, model, generator, device, restart=restart, progress=progress,
+                             checkpoint_seconds=checkpoint_seconds, stop_after=stop_after,
+                             progress_every=progress_every)
+
+
+def _train_locked(cfg: Config, out: Path, ds: UCRDataset, model, generator: torch.Generator,
+                  device: torch.device, *, restart: bool,
+                  progress: bool | str, checkpoint_seconds: float, stop_after: str | None,
+                  progress_every: float = 30.0):
+    fingerprint = training_fingerprint(cfg, ds)
     ckpt = out / CHECKPOINT
     state, payload = TrainState(), None
     if ckpt.exists() and not restart:
@@ -200,7 +219,7 @@ def train(cfg: Config, out_dir: str | Path, *, dataset: UCRDataset | None = None
                    batch_size=cfg.stage1_batch_size, epochs=cfg.stage1_epochs, lr=cfg.stage1_lr,
                    weight_decay=cfg.stage1_weight_decay, step_fn=lambda idx: model.stage1_loss(x_train[idx.to(device)]),
                    state=state, generator=generator, ckpt=ckpt, fingerprint=fingerprint, payload=payload,
-                   checkpoint_seconds=checkpoint_seconds, progress=progress)
+                   checkpoint_seconds=checkpoint_seconds, progress=progress, progress_every=progress_every)
         # 2. The scalers S_LF, S_HF: mean and std of the encoded training set (eval mode).
         model.fit_scalers(x_train)
         state.phase, state.epoch, payload = "stage2", 0, None
@@ -225,7 +244,7 @@ def train(cfg: Config, out_dir: str | Path, *, dataset: UCRDataset | None = None
                    weight_decay=cfg.stage2_weight_decay,
                    step_fn=lambda idx: model.stage2_loss(*latents(idx.to(device)), y_train[idx.to(device)], generator),
                    state=state, generator=generator, ckpt=ckpt, fingerprint=fingerprint, payload=payload,
-                   checkpoint_seconds=checkpoint_seconds, progress=progress)
+                   checkpoint_seconds=checkpoint_seconds, progress=progress, progress_every=progress_every)
         state.phase, state.epoch = "done", 0
         save_checkpoint(ckpt, model, None, None, generator, state, fingerprint)
 
@@ -307,15 +326,22 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="override one parameter")
     p.add_argument("--out", required=True, help="run folder (checkpoint, model, run.json)")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
+                   help="no progress bar or progress lines")
+    p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                   help="when stderr is not a terminal, one progress line per this many seconds (default 30)")
     p.set_defaults(func=_cli_train)
 
 
 def _cli_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.params, {**parse_overrides(args.param), "dataset": args.name})
+    if not args.progress_every > 0:
+        raise ConfigError(f"--progress-every must be a positive number of seconds, got {args.progress_every}")
     t0 = time.monotonic()
-    train(cfg, args.out, restart=args.restart, progress=not args.no_progress and sys.stderr.isatty())
+    train(cfg, args.out, restart=args.restart, progress=False if args.quiet else "auto",
+          progress_every=args.progress_every)
     meta = json.loads((Path(args.out) / RUN_JSON).read_text())
-    losses = ", ".join(f"{k} {v:.4g}" for k, v in meta["final_losses"].items() if k.endswith("total"))
-    print(f"trained {meta['dataset']} in {time.monotonic() - t0:.1f} s ({losses}); model in {Path(args.out) / MODEL}")
+    losses = ", ".join(f"{k.split('/')[0]} {k.split('/')[1]} loss {v:.4g}"
+                       for k, v in meta["final_losses"].items() if k.endswith("/total"))
+    print(f"trained {meta['dataset']} in {time.monotonic() - t0:.1f} s (final {losses}); model in {Path(args.out) / MODEL}")
     return 0

@@ -32,6 +32,7 @@ def read_table(text: str, source: str, sep: str | None = "\t") -> tuple[np.ndarr
             warnings.simplefilter("ignore")
             arr = np.loadtxt(io.StringIO(text), delimiter=sep, dtype=np.float64, ndmin=2)
         if arr.shape[1] >= 2:
+            _check_values(arr[:, 1:], [n for n, _ in lines], source)
             return arr[:, 1:], _label_strings(arr[:, 0])
     except ValueError:
         pass
@@ -58,7 +59,19 @@ def _diagnose(lines: list[tuple[int, str]], source: str, sep: str | None) -> tup
                 raise DataFormatError(f"{source}:{lineno}: field {col} is not a number: {cell.strip()[:30]!r}") from None
         rows.append(row)
     arr = np.asarray(rows, dtype=np.float64)
+    _check_values(arr[:, 1:], [n for n, _ in lines], source)
     return arr[:, 1:], _label_strings(arr[:, 0])
+
+
+def _check_values(x: np.ndarray, linenos: list[int], source: str) -> None:
+    """NaN marks padding in the archive; an infinity, or a series with no value at all, is an error."""
+    bad = np.isinf(x)
+    if bad.any():
+        row, col = map(int, np.argwhere(bad)[0])
+        raise DataFormatError(f"{source}:{linenos[row]}: value {col + 1} is infinite ({x[row, col]})")
+    empty = np.isnan(x).all(axis=1)
+    if empty.any():
+        raise DataFormatError(f"{source}:{linenos[int(np.argmax(empty))]}: the series has no values (all NaN)")
 
 
 def _label_strings(labels: np.ndarray) -> np.ndarray:
@@ -73,6 +86,7 @@ def read_ts(text: str, source: str) -> tuple[np.ndarray, np.ndarray]:
     """Parse a univariate ``.ts`` file (sktime/aeon format), NaN-padding unequal lengths."""
     series: list[np.ndarray] = []
     labels: list[str] = []
+    data_lines: list[int] = []
     in_data = False
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -93,8 +107,11 @@ def read_ts(text: str, source: str) -> tuple[np.ndarray, np.ndarray]:
             raise DataFormatError(f"{source}:{lineno}: a value is not a number") from None
         series.append(np.asarray(vals, dtype=np.float64))
         labels.append(label.strip())
+        data_lines.append(lineno)
     if not series:
         raise DataFormatError(f"{source}: no data lines (missing @data section?)")
+    for lineno, s in zip(data_lines, series):
+        _check_values(s[None, :], [lineno], source)
     width = max(len(s) for s in series)
     x = np.full((len(series), width), np.nan)
     for i, s in enumerate(series):

@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import DataFormatError, DownloadError, MetadataMismatch, TvqError
+from ..errors import DataFormatError, DatasetNotFound, DownloadError, MetadataMismatch, TvqError
 from ..io import atomic_path, quiet_downloads
 from .formats import read_file
 
@@ -171,6 +171,9 @@ def fetch_raw(name: str, data_dir: str | os.PathLike | None, validate: Callable[
               allow_download: bool = True) -> tuple[Raw, str]:
     """Return the raw arrays of ``name`` and the source they came from."""
     root = local_dir(data_dir)
+    if root is not None and not root.is_dir():
+        where = "data_dir" if data_dir else "$TVQ_UCR_DIR"
+        raise DatasetNotFound(f"{where} {root} is not an existing folder")
     if root is not None:
         pair = _local_files(name, root)
         if pair is not None:
