@@ -91,6 +91,7 @@ class Config:
     stage2_encode: str = "cached_eval"
 
     # -- sampling (Algorithm 3-4) ---------------------------------------------------------
+    sampler: str = "ancestral"       # ancestral (Algorithm 3, the thesis) | ddim | dpmpp_2m (deterministic ODE solvers)
     t_max: float = 0.99
     steps_uncond: int = 128
     steps_cond: int = 32
@@ -143,6 +144,7 @@ _CHOICES = {
     "score_series": ("all", "thesis_code"),
     "width_rule": ("thesis_text", "thesis_code"),
     "stage2_encode": ("cached_eval", "per_batch_train"),
+    "sampler": ("ancestral", "ddim", "dpmpp_2m"),   # tvq.sampling.SAMPLERS (a test keeps the two equal)
 }
 
 

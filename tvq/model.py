@@ -174,6 +174,7 @@ class TimeVQVDM(nn.Module):
                guidance: float | None = None, rescale: float | None = None, rescale_mode: str | None = None,
                t_max: float | None = None, generator: torch.Generator | None = None,
                batch_size: int | None = None, bf16: bool | None = None, thesis_alpha: bool = False,
+               sampler: str | None = None,
                callback: Callable[[dict], None] | None = None, return_latents: bool = False):
         """Algorithm 4: draw ``n`` series (n, L). Options default to the model's config.
 
@@ -197,7 +198,7 @@ class TimeVQVDM(nn.Module):
             guidance=(cfg.guidance if conditional else 1.0) if guidance is None else guidance,
             rescale=cfg.rescale if rescale is None else rescale,
             rescale_mode=rescale_mode or cfg.rescale_mode,
-            parameterization=cfg.parameterization, generator=generator,
+            parameterization=cfg.parameterization, generator=generator, sampler=sampler or cfg.sampler,
             bf16=cfg.sample_bf16 if bf16 is None else bf16, thesis_alpha=thesis_alpha,
             null_label=self.n_classes, device=self.device,
         )

@@ -84,6 +84,11 @@ def is_done(entry: Path) -> bool:
     return (entry / DONE).is_file() and (entry / "entry.json").is_file()
 
 
+# Sampling fields added after entries were stored, with the default that reproduces the earlier
+# behaviour: left out of the phase fingerprint at that default, so stored phases stay valid.
+_SAMPLING_ADDED_LATER = {"sampler": "ancestral"}
+
+
 class _Phases:
     """Finished phases are JSON files; a resumed protocol reads them instead of redoing the work."""
 
@@ -119,7 +124,8 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
     check_output_dir(entry, "results entry")
     entry.mkdir(parents=True, exist_ok=True)
     (entry / DONE).unlink(missing_ok=True)  # from here on the entry is being (re)written
-    phases = _Phases(entry, {k: v for k, v in cfg.to_dict().items() if k not in ("device", "threads", "save")})
+    phases = _Phases(entry, {k: v for k, v in cfg.to_dict().items() if k not in ("device", "threads", "save")
+                             and not (k in _SAMPLING_ADDED_LATER and v == _SAMPLING_ADDED_LATER[k])})
     t_start = time.monotonic()
     walls: dict[str, float] = {}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import SEED_MAX
+from .config import _CHOICES, SEED_MAX
 from .device import seed_everything, set_threads
 from .errors import ConfigError, EvaluationError
 from .io import check_output, save_npys
@@ -25,6 +25,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                        help="class index 0..C-1 for every series; default unconditional")
     which.add_argument("--by-proportion", action="store_true",
                        help="class-conditional with the training class proportions (thesis protocol)")
+    p.add_argument("--sampler", choices=_CHOICES["sampler"], default=None,
+                   help="ancestral (Algorithm 3, the thesis's; default: the run's) or a deterministic ODE solver")
     p.add_argument("--steps", type=int, default=None, help="denoising steps for LF and HF")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance weight w >= 0")
     p.add_argument("--rescale", type=float, default=None, help="rescale gamma in [0, 1]")
@@ -91,7 +93,7 @@ def _cli_sample(args: argparse.Namespace) -> int:
         rescale=args.rescale if args.rescale is not None else cfg.rescale,
         rescale_mode=args.rescale_mode or cfg.rescale_mode,
         t_max=args.t_max if args.t_max is not None else cfg.t_max,
-        generator=generator,
+        generator=generator, sampler=args.sampler,
     )
     x = x.cpu().numpy().astype(np.float32)
     if not np.isfinite(x).all():
@@ -101,5 +103,6 @@ def _cli_sample(args: argparse.Namespace) -> int:
     else:
         save_npys([args.output], [x])
     print(f"{n} series of length {x.shape[1]} from {meta['dataset']} in {time.monotonic() - t0:.1f} s "
-          f"({'class-conditional' if conditional else 'unconditional'}, {steps} steps) -> {args.output}")
+          f"({'class-conditional' if conditional else 'unconditional'}, {args.sampler or cfg.sampler}, {steps} steps) "
+          f"-> {args.output}")
     return 0

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .diffusion import (RESCALE_MODES, ModelFn, alpha, check_parameterization, classifier_free_guidance,
-                        posterior_coefficients, rescale_guidance_lin, rescale_latent, sigma)
+                        posterior_coefficients, predict_eps_z0, rescale_guidance_lin, rescale_latent, sigma)
 from .equations import implements
 from .errors import ConfigError
 
@@ -139,6 +139,76 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+# -- the denoiser: guidance and the parameterisation, written once ------------------------------
+
+
+class Denoiser:
+    """f̂(z_t, t), the model's guided prediction, and its reading as (ε̂, ẑ0): every sampler's one view of the network.
+
+    Classifier-free guidance (Eq. 29) runs the conditional and the unconditional halves as ONE
+    batch of 2B and mixes them; with ``rescale_mode="lin"`` the mix is rescaled to the
+    conditional prediction's per-sample std (Lin et al. 2023). Without labels, or with w = 0
+    or w = 1, a single forward is made. :meth:`eps_z0` converts a prediction of any
+    parameterisation (ε, v, x0) to (ε̂, ẑ0) by Eq. (22)/(24); at α_t = 0 (t = 1) an ε-model's
+    ẑ0 is taken as E[z0] = 0, the standardised latents' mean (see :func:`step_coefficients`).
+
+    Call it inside the sampler's ``torch.inference_mode()`` (and autocast) context.
+    """
+
+    def __init__(self, model_fn: ModelFn, shape: tuple[int, ...], *, parameterization: str = "eps",
+                 guidance: float = 1.0, rescale: float = 0.0, rescale_mode: str = "global",
+                 class_labels: Tensor | None = None, cond: Tensor | None = None,
+                 null_label: int | None = None, device: torch.device | str | None = None):
+        check_parameterization(parameterization)
+        if guidance < 0 or not math.isfinite(guidance):
+            raise ConfigError(f"guidance weight must be a finite number >= 0, got {guidance}")
+        self.model_fn, self.parameterization, self.guidance = model_fn, parameterization, guidance
+        self.lin = rescale if rescale_mode == "lin" else 0.0
+        self.device = device = _infer_device(model_fn, device)
+        b = self.batch = shape[0]
+        null_label = null_label if null_label is not None else getattr(model_fn, "null_label", None)
+        class_labels = _check_labels(class_labels, b, null_label, device)
+        if cond is not None:
+            cond = cond.to(device=device, dtype=torch.float32)
+        # Which forwards are needed: a single one unless guidance really mixes two predictions.
+        self.guided = class_labels is not None and guidance not in (0.0, 1.0)
+        if class_labels is not None and guidance == 0.0:
+            class_labels = None                       # w = 0: unconditional only
+        if self.guided:
+            if null_label is None:
+                raise ConfigError("classifier-free guidance needs null_label (the unconditional class index C)")
+            self.labels_in = torch.cat((class_labels, torch.full_like(class_labels, null_label)))
+            self.cond_in = torch.cat((cond, cond)) if cond is not None else None
+            self.z_in = torch.empty((2 * b, *shape[1:]), device=device)
+        else:
+            self.labels_in, self.cond_in, self.z_in = class_labels, cond, None
+        # One time for the whole batch, as a broadcast view: the U-Net then embeds it once per class.
+        self.t_now = torch.empty((), device=device)
+        self.t_in = self.t_now.expand(2 * b if self.guided else b)
+
+    def prediction(self, z: Tensor, t: float) -> Tensor:
+        """f̂(z, t): the guided model output in the model's own parameterisation."""
+        self.t_now.fill_(t)
+        if not self.guided:
+            return self.model_fn(z, self.t_in, self.labels_in, self.cond_in).float()
+        b = self.batch
+        self.z_in[:b].copy_(z)
+        self.z_in[b:].copy_(z)
+        out = self.model_fn(self.z_in, self.t_in, self.labels_in, self.cond_in).float()
+        pred_cond, pred_uncond = out[:b], out[b:]
+        pred = classifier_free_guidance(pred_uncond, pred_cond, self.guidance)
+        return rescale_guidance_lin(pred, pred_cond, self.lin) if self.lin else pred
+
+    def eps_z0(self, pred: Tensor, z: Tensor, t: float) -> tuple[Tensor, Tensor]:
+        """(ε̂, ẑ0) from a prediction at time ``t``, by :func:`tvq.diffusion.predict_eps_z0` (Eq. 22, 24)."""
+        if t >= 1.0 and self.parameterization == "eps":   # α_1 = 0: ẑ0 = E[z0] = 0 (standardised latents)
+            return pred, torch.zeros_like(z)
+        return predict_eps_z0(pred, z, float(t), self.parameterization)
+
+    def __call__(self, z: Tensor, t: float) -> tuple[Tensor, Tensor]:
+        return self.eps_z0(self.prediction(z, t), z, t)
+
+
 # -- Algorithm 3 ---------------------------------------------------------------------------------
 
 
@@ -198,58 +268,19 @@ def sample_ancestral(
     Returns:
         z0 (B, C, W), float32, in the scaled latent space of the prior.
     """
-    check_parameterization(parameterization)
-    if rescale_mode not in RESCALE_MODES:
-        raise ConfigError(f"rescale_mode must be one of {', '.join(RESCALE_MODES)}, got {rescale_mode!r}")
-    if not 0.0 <= rescale <= 1.0:
-        raise ConfigError(f"rescale gamma must lie in [0, 1], got {rescale}")
-    if guidance < 0:
-        raise ConfigError(f"guidance weight must be >= 0, got {guidance}")
-    if len(shape) != 3 or min(shape) < 1:
-        raise ConfigError(f"latent shape must be (B, C, W) with positive sizes, got {tuple(shape)}")
-    device = _infer_device(model_fn, device)
-    b = shape[0]
-    null_label = null_label if null_label is not None else getattr(model_fn, "null_label", None)
-    class_labels = _check_labels(class_labels, b, null_label, device)
-    if cond is not None:
-        cond = cond.to(device=device, dtype=torch.float32)
-
-    # Which forwards are needed: a single one unless guidance really mixes two predictions.
-    guided = class_labels is not None and guidance not in (0.0, 1.0)
-    if class_labels is not None and guidance == 0.0:
-        class_labels = None                       # w = 0: unconditional only
-    if guided:
-        if null_label is None:
-            raise ConfigError("classifier-free guidance needs null_label (the unconditional class index C)")
-        labels_in = torch.cat((class_labels, torch.full_like(class_labels, null_label)))
-        cond_in = torch.cat((cond, cond)) if cond is not None else None
-        z_in = torch.empty((2 * b, *shape[1:]), device=device)
-    else:
-        labels_in, cond_in, z_in = class_labels, cond, None
-    # One time for the whole batch, as a broadcast view: the U-Net then embeds it once per class.
-    t_now = torch.empty((), device=device)
-    t_in = t_now.expand(2 * b if guided else b)
-
+    _check_sampler_args(rescale, rescale_mode, guidance, shape)
+    denoiser = Denoiser(model_fn, tuple(shape), parameterization=parameterization, guidance=guidance,
+                        rescale=rescale, rescale_mode=rescale_mode, class_labels=class_labels, cond=cond,
+                        null_label=null_label, device=device)
     grid = time_grid(steps, t_max)
     a, bb, std = (x.tolist() for x in step_coefficients(grid[:-1], grid[1:], parameterization, thesis_alpha))
     times = grid.tolist()
-    noise = _Noise(tuple(shape), device, generator)
+    noise = _Noise(tuple(shape), denoiser.device, generator)
     z = noise.draw().clone()                      # z_{t_max} ~ N(0, I)
 
-    with torch.inference_mode(), _autocast(device, bf16):
+    with torch.inference_mode(), _autocast(denoiser.device, bf16):
         for i in range(steps, 0, -1):
-            t_now.fill_(times[i])
-            if guided:
-                z_in[:b].copy_(z)
-                z_in[b:].copy_(z)
-                out = model_fn(z_in, t_in, labels_in, cond_in).float()
-                pred_cond, pred_uncond = out[:b], out[b:]
-                pred = classifier_free_guidance(pred_uncond, pred_cond, guidance)
-                if rescale_mode == "lin":
-                    pred = rescale_guidance_lin(pred, pred_cond, rescale)
-            else:
-                pred = model_fn(z, t_in, labels_in, cond_in).float()
-
+            pred = denoiser.prediction(z, times[i])
             # z_s = a z_t + b f̂ + std δ (in place: z is ours)
             z.mul_(a[i - 1]).add_(pred, alpha=bb[i - 1])
             if std[i - 1] > 0:
@@ -259,6 +290,115 @@ def sample_ancestral(
             if callback is not None:
                 callback({"i": i, "t": times[i], "s": times[i - 1], "z": z, "pred": pred})
     return z.clone()                              # a normal tensor, usable outside inference mode
+
+
+def _check_sampler_args(rescale: float, rescale_mode: str, guidance: float, shape: tuple[int, ...]) -> None:
+    if rescale_mode not in RESCALE_MODES:
+        raise ConfigError(f"rescale_mode must be one of {', '.join(RESCALE_MODES)}, got {rescale_mode!r}")
+    if not 0.0 <= rescale <= 1.0:
+        raise ConfigError(f"rescale gamma must lie in [0, 1], got {rescale}")
+    if guidance < 0:
+        raise ConfigError(f"guidance weight must be >= 0, got {guidance}")
+    if len(shape) != 3 or min(shape) < 1:
+        raise ConfigError(f"latent shape must be (B, C, W) with positive sizes, got {tuple(shape)}")
+
+
+# -- deterministic samplers (the probability-flow ODE) ----------------------------------------------
+#
+# Same signature for each: (denoiser, z at times[-1], times increasing from 0 to t_max) -> z at 0.
+# ``rescale`` applies the thesis's Eq. (30)-(31) to the state after every step, as Algorithm 3
+# does, so that the samplers differ only in how they integrate. Their coefficients are computed
+# in float64 from the cosine schedule α_t = cos(πt/2), σ_t = sin(πt/2).
+
+
+def _alpha_sigma(t: float) -> tuple[float, float]:
+    return (0.0, 1.0) if t >= 1.0 else (math.cos(math.pi / 2 * t), math.sin(math.pi / 2 * t))
+
+
+def sample_ddim(denoiser: Denoiser, z: Tensor, times: list[float], *, rescale: float = 0.0,
+                rescale_mode: str = "global", callback: Callback | None = None) -> Tensor:
+    """DDIM (Song, Meng & Ermon 2021, η = 0): z_s = α_s ẑ0 + σ_s ε̂, the first-order solver of the
+    probability-flow ODE; one network evaluation per step."""
+    for i in range(len(times) - 1, 0, -1):
+        t, s = times[i], times[i - 1]
+        eps, z0 = denoiser(z, t)
+        a_s, s_s = _alpha_sigma(s)
+        z = a_s * z0 + s_s * eps if s > 0 else z0
+        if rescale_mode != "lin":
+            z = rescale_latent(z, rescale, rescale_mode)
+        if callback is not None:
+            callback({"i": i, "t": t, "s": s, "z": z, "pred": z0})
+    return z
+
+
+def sample_dpmpp_2m(denoiser: Denoiser, z: Tensor, times: list[float], *, rescale: float = 0.0,
+                    rescale_mode: str = "global", callback: Callback | None = None) -> Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2): a second-order multistep solver of the
+    probability-flow ODE in data prediction, stepping in λ = log(α/σ) (half the log-SNR).
+
+    With h = λ_s − λ_t and D the ẑ0 estimate,
+        z_s = (σ_s/σ_t) z_t − α_s (e^{−h} − 1) D,
+    where D is the current ẑ0 on the first step and, after it, the extrapolation
+    (1 + 1/(2r)) ẑ0 − 1/(2r) ẑ0_prev with r = h_prev / h. The last step, to s = 0 (σ_s = 0,
+    λ_s = ∞), returns the final ẑ0. One network evaluation per step.
+    """
+    z0_prev, h_prev = None, None
+    for i in range(len(times) - 1, 0, -1):
+        t, s = times[i], times[i - 1]
+        _, z0 = denoiser(z, t)
+        if s <= 0:
+            z = z0
+        else:
+            a_t, s_t = _alpha_sigma(t)
+            a_s, s_s = _alpha_sigma(s)
+            lam_t = math.log(a_t / s_t) if a_t > 0 else -math.inf
+            lam_s = math.log(a_s / s_s)
+            h = lam_s - lam_t
+            if z0_prev is None or not math.isfinite(h) or not math.isfinite(h_prev):
+                d = z0
+            else:
+                r = h_prev / h
+                d = (1 + 1 / (2 * r)) * z0 - (1 / (2 * r)) * z0_prev
+            z = (s_s / s_t) * z - a_s * (math.expm1(-h) if math.isfinite(h) else -1.0) * d
+            z0_prev, h_prev = z0, h
+        if rescale_mode != "lin":
+            z = rescale_latent(z, rescale, rescale_mode)
+        if callback is not None:
+            callback({"i": i, "t": t, "s": s, "z": z, "pred": z0})
+    return z
+
+
+ODE_SAMPLERS: dict[str, Callable[..., Tensor]] = {"ddim": sample_ddim, "dpmpp_2m": sample_dpmpp_2m}
+SAMPLERS = ("ancestral", *ODE_SAMPLERS)     # the registry: a new sampler is a function above and one entry here
+
+
+def sample_latent(model_fn: ModelFn, shape: tuple[int, ...], *, sampler: str = "ancestral", steps: int,
+                  t_max: float = 0.99, guidance: float = 1.0, rescale: float = 0.0, rescale_mode: str = "global",
+                  class_labels: Tensor | None = None, cond: Tensor | None = None, parameterization: str = "eps",
+                  generator: torch.Generator | None = None, callback: Callback | None = None,
+                  null_label: int | None = None, device: torch.device | str | None = None, bf16: bool = False,
+                  thesis_alpha: bool = False) -> Tensor:
+    """One latent prior's sample with the named sampler: ``ancestral`` (Algorithm 3,
+    :func:`sample_ancestral`) or a deterministic one of :data:`ODE_SAMPLERS`, all from
+    z ~ N(0, I) at t_max over the same time grid."""
+    if sampler == "ancestral":
+        return sample_ancestral(model_fn, shape, steps=steps, t_max=t_max, guidance=guidance, rescale=rescale,
+                                rescale_mode=rescale_mode, class_labels=class_labels, cond=cond,
+                                parameterization=parameterization, generator=generator, callback=callback,
+                                null_label=null_label, device=device, bf16=bf16, thesis_alpha=thesis_alpha)
+    if sampler not in ODE_SAMPLERS:
+        raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    if thesis_alpha:
+        raise ConfigError("thesis_alpha reproduces a quirk of the thesis code's ancestral sampler only")
+    _check_sampler_args(rescale, rescale_mode, guidance, shape)
+    denoiser = Denoiser(model_fn, tuple(shape), parameterization=parameterization, guidance=guidance,
+                        rescale=rescale, rescale_mode=rescale_mode, class_labels=class_labels, cond=cond,
+                        null_label=null_label, device=device)
+    times = time_grid(steps, t_max).tolist()
+    z = _Noise(tuple(shape), denoiser.device, generator).draw().clone()
+    with torch.inference_mode(), _autocast(denoiser.device, bf16):
+        z = ODE_SAMPLERS[sampler](denoiser, z, times, rescale=rescale, rescale_mode=rescale_mode, callback=callback)
+    return z.clone()
 
 
 # -- Algorithm 4, latent part --------------------------------------------------------------------
@@ -298,9 +438,9 @@ def sample_cascade(
             return None
         return lambda info: callback({**info, "stage": stage})
 
-    z0_lf = sample_ancestral(lf_model_fn, lf_shape, steps=steps_lf, callback=tagged("lf"), **kwargs)
-    z0_hf = sample_ancestral(hf_model_fn, hf_shape, steps=steps_hf or steps_lf,
-                             cond=z0_lf if lf_conditioning else None, callback=tagged("hf"), **kwargs)
+    z0_lf = sample_latent(lf_model_fn, lf_shape, steps=steps_lf, callback=tagged("lf"), **kwargs)
+    z0_hf = sample_latent(hf_model_fn, hf_shape, steps=steps_hf or steps_lf,
+                          cond=z0_lf if lf_conditioning else None, callback=tagged("hf"), **kwargs)
     return z0_lf, z0_hf
 
 
@@ -338,6 +478,6 @@ def sampler_kwargs(cfg, conditional: bool) -> dict[str, Any]:
     """Sampler options from a :class:`tvq.config.Config`: the thesis's unconditional run uses
     ``steps_uncond`` and no guidance; the conditional run ``steps_cond`` and ``guidance``."""
     steps = cfg.steps_cond if conditional else cfg.steps_uncond
-    return dict(steps_lf=steps, steps_hf=steps, t_max=cfg.t_max, guidance=cfg.guidance if conditional else 1.0,
+    return dict(steps_lf=steps, steps_hf=steps, sampler=cfg.sampler, t_max=cfg.t_max, guidance=cfg.guidance if conditional else 1.0,
                 rescale=cfg.rescale, rescale_mode=cfg.rescale_mode, parameterization=cfg.parameterization,
                 lf_conditioning=cfg.lf_conditioning)
