@@ -118,8 +118,8 @@ DATA_CASES = (
 # 4. tvq sample (the trained smoke run is ./run).
 S = ["sample", "run", "-n", "4"]
 SAMPLE_CASES = [
-    pytest.param(S + ["-o", "/dev/full"], id="sample -o /dev/full"),
-    pytest.param(S + ["-o", "/dev/null"], id="sample -o /dev/null"),
+    pytest.param(S + ["-o", "afifo"], id="sample -o a named pipe"),
+    pytest.param(S + ["-o", "asymlink-to-fifo"], id="sample -o a link to a named pipe"),
     pytest.param(S + ["-o", "afile/x.npy"], id="sample -o under a file"),
     pytest.param(S + ["-o", "nofolder/x.npy"], id="sample -o missing folder"),
     pytest.param(S + ["-o", "adir"], id="sample -o a directory"),
@@ -147,6 +147,9 @@ SAMPLE_CASES = [
     pytest.param(S + ["-o", "x.npy", "--seed", str(2**70)], id="sample seed 2**70"),
     pytest.param(S + ["-o", "x.npy", "--seed", "-1"], id="sample seed negative"),
     pytest.param(S + ["-o", "x.npy", "--threads", "-2"], id="sample threads negative"),
+    pytest.param(S + ["-o", "x.npy", "-p", "stage1_lr=1"], id="sample -p a training parameter"),
+    pytest.param(S + ["-o", "x.npy", "-p", "sampler=euler"], id="sample -p unknown sampler"),
+    pytest.param(S + ["-o", "x.npy", "-p", "steps_uncond=0"], id="sample -p steps 0"),
     pytest.param(S + ["-o", "x.npy", "--device", "cuda"], id="sample device cuda"),
     pytest.param(S + ["-o", "x.npy", "--device", "gpu0"], id="sample device unknown"),
     pytest.param(["sample", "norun", "-o", "x.npy"], id="sample missing run"),
@@ -171,7 +174,7 @@ EVALUATE_CASES = [
     pytest.param(E + ["good.npy", "-o", "adir"], id="evaluate -o a directory"),
     pytest.param(E + ["good.npy", "-o", "/proc/m.json"], id="evaluate -o /proc"),
     pytest.param(E + ["good.npy", "-o", "nofolder/m.json"], id="evaluate -o missing folder"),
-    pytest.param(E + ["good.npy", "-o", "/dev/null"], id="evaluate -o /dev/null"),
+    pytest.param(E + ["good.npy", "-o", "afifo"], id="evaluate -o a named pipe"),
     pytest.param(["evaluate", "NoSuchSet", "good.npy"], id="evaluate unknown dataset"),
     pytest.param(E + ["good.npy", "-p", "fcn_epochs=-1"], id="evaluate bad param"),
 ]
@@ -254,6 +257,10 @@ def scratch(tmp_path_factory):
     train(load_config("smoke", dataset="ECG200"), root / "run", progress=False)
     (root / "afile").write_text("not a folder\n")
     (root / "adir").mkdir()
+    # Special files stand in for /dev/null and /dev/full: a regression must not clobber the real ones
+    # on a machine that runs the tests as root (an earlier tvq did exactly that).
+    os.mkfifo(root / "afifo")
+    (root / "asymlink-to-fifo").symlink_to(root / "afifo")
     (root / "badrun").mkdir()
     (root / "badrun" / "model.pt").write_bytes(b"PK\x03\x04 this is no model")
     (root / "empty.yaml").write_text("")

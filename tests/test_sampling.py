@@ -2,6 +2,7 @@
 guidance batching, t_max = 1, reproducibility, the cascade, and class proportions."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -326,3 +327,35 @@ def test_the_sampler_is_a_sampling_option_only():
     ds = load_ucr("ECG200")
     assert all(training_fingerprint(cfg.replace(sampler=s), ds) == training_fingerprint(cfg, ds) for s in SAMPLERS)
     assert sampler_kwargs(cfg.replace(sampler="dpmpp_2m"), False)["sampler"] == "dpmpp_2m"
+
+
+def test_sampler_options_from_config_and_validation():
+    from tvq.sampling import SamplerOptions
+
+    cfg = load_config("thesis", dataset="ECG200")
+    unc, con = SamplerOptions.from_config(cfg, False), SamplerOptions.from_config(cfg, True)
+    assert (unc.steps, unc.guidance, con.steps, con.guidance) == (128, 1.0, 32, 3.0)
+    assert unc.replace(steps=None) == unc and unc.replace(steps=8).steps == 8
+    for bad in (dict(steps=0), dict(steps=2.5), dict(guidance=float("nan")), dict(t_max=0.0), dict(rescale=2.0),
+                dict(sampler="euler"), dict(rescale_mode="x"), dict(batch_size=0),
+                dict(sampler="ddim", thesis_alpha=True)):
+        with pytest.raises(ConfigError):
+            unc.replace(**bad)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        unc.steps = 3
+
+
+def test_model_sample_takes_options_and_refuses_what_training_fixed(tmp_path):
+    from tvq.sampling import SamplerOptions
+    from tvq.train import train
+
+    model = train(load_config("smoke", dataset="ECG200"), tmp_path / "run", progress=False)
+    opts = SamplerOptions.from_config(model.cfg, False)
+    a = model.sample(3, options=opts, generator=torch.Generator().manual_seed(0))
+    b = model.sample(3, generator=torch.Generator().manual_seed(0))
+    c = model.sample(3, steps=opts.steps, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and torch.equal(a, c)
+    with pytest.raises(ConfigError, match="unknown sampling option"):
+        model.sample(3, stepz=4)
+    with pytest.raises(ConfigError, match="trained model"):
+        model.sample(3, parameterization="v")

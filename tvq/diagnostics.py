@@ -12,7 +12,9 @@ and the codebooks, about each:
    samples. A prior that averages over the positions of fine detail produces quieter HF bands.
 4. ``swap``: generated LF with the HF band of random real test series, and the reverse: which
    prior's output moves the evaluator.
-5. ``quantisation``: the squared distance of each projected latent vector to its nearest token,
+5. ``nearest_train_label``: for each generated latent, the class of its nearest encoded training
+   latent (Euclidean), per band: does a prior alone cover both classes?
+6. ``quantisation``: the squared distance of each projected latent vector to its nearest token,
    for encoded test series and for samples. Real latents lie near the codebook by training; a
    prior whose samples lie far from it produces latents the decoder never saw before
    quantisation snapped them.
@@ -51,7 +53,7 @@ def _quantisation_error(model: TimeVQVDM, z0: torch.Tensor, band: str) -> float:
 
 @torch.no_grad()
 def band_diagnostics(model: TimeVQVDM, ds, evaluator: FCN, n: int = 512, seed: int = 1) -> dict[str, Any]:
-    """The five checks of this module on ``n`` unconditional samples drawn with ``seed``."""
+    """The six checks of this module on ``n`` unconditional samples drawn with ``seed``."""
     model.eval()
     c = ds.n_classes
     f_test, _ = predict(evaluator, ds.x_test)
@@ -63,6 +65,12 @@ def band_diagnostics(model: TimeVQVDM, ds, evaluator: FCN, n: int = 512, seed: i
     gen_lf, gen_hf = model.decode_parts(zs_lf, zs_hf)
     pick = torch.randint(0, len(x_test), (n,), generator=g)
     y_test = torch.from_numpy(np.asarray(ds.y_test))
+    ztr_lf, ztr_hf = model.encode(torch.from_numpy(ds.x_train).to(model.device))
+
+    def nearest_split(z_gen: torch.Tensor, z_train: torch.Tensor) -> list[float]:
+        idx = torch.cdist(z_gen.flatten(1), z_train.flatten(1)).argmin(dim=1).cpu().numpy()
+        return (np.bincount(np.asarray(ds.y_train)[idx], minlength=c) / len(idx)).round(4).tolist()
+
     return {
         "n": n, "seed": seed,
         "classes": {"samples": _score(evaluator, gen_lf + gen_hf, f_test, c)["split"],
@@ -75,6 +83,8 @@ def band_diagnostics(model: TimeVQVDM, ds, evaluator: FCN, n: int = 512, seed: i
                                          for k in range(c)]},
         "swap": {"generated_lf_real_hf": _score(evaluator, gen_lf + real_hf[pick], f_test, c),
                  "real_lf_generated_hf": _score(evaluator, real_lf[pick] + gen_hf, f_test, c)},
+        "nearest_train_label": {"lf": nearest_split(zs_lf, ztr_lf), "hf": nearest_split(zs_hf, ztr_hf),
+                                "test_lf": nearest_split(zt_lf, ztr_lf), "test_hf": nearest_split(zt_hf, ztr_hf)},
         "quantisation": {"test_lf": _quantisation_error(model, zt_lf, "lf"),
                          "samples_lf": _quantisation_error(model, zs_lf, "lf"),
                          "test_hf": _quantisation_error(model, zt_hf, "hf"),

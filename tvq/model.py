@@ -18,6 +18,7 @@ counts and (after a fix) its code: 5 frequency bins × 4 = 20 channels.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import torch
@@ -26,7 +27,7 @@ from torch import Tensor, nn
 from .config import Config
 from .diffusion import diffusion_loss
 from .errors import ConfigError, EvaluationError
-from .sampling import sample_cascade
+from .sampling import SamplerOptions, sample_cascade
 from .unet import UNet1D
 from .vqvae import LOSS_FIELDS, Stage1
 
@@ -170,17 +171,19 @@ class TimeVQVDM(nn.Module):
         return parts
 
     @torch.no_grad()
-    def sample(self, n: int, *, class_labels: Tensor | None = None, steps: int | None = None,
-               guidance: float | None = None, rescale: float | None = None, rescale_mode: str | None = None,
-               t_max: float | None = None, generator: torch.Generator | None = None,
-               batch_size: int | None = None, bf16: bool | None = None, thesis_alpha: bool = False,
-               sampler: str | None = None,
-               callback: Callable[[dict], None] | None = None, return_latents: bool = False):
-        """Algorithm 4: draw ``n`` series (n, L). Options default to the model's config.
+    def sample(self, n: int, *, class_labels: Tensor | None = None, options: SamplerOptions | None = None,
+               generator: torch.Generator | None = None, callback: Callable[[dict], None] | None = None,
+               return_latents: bool = False, **overrides):
+        """Algorithm 4: draw ``n`` series (n, L).
 
-        ``class_labels`` (n,) in 0..C-1 makes the draw class-conditional with guidance
-        weight ``guidance`` (Eq. 29); without labels it is unconditional (the null class). ``thesis_alpha``
-        reproduces the thesis code's float32 α(1) < 0 (it only matters at ``t_max = 1``, Table 3).
+        ``options`` (:class:`tvq.sampling.SamplerOptions`) say how; by default the protocol's
+        setting from the model's config, unconditional or conditional by ``class_labels``.
+        Keyword ``overrides`` (``steps=``, ``guidance=``, ``rescale=``, ``rescale_mode=``,
+        ``t_max=``, ``sampler=``, ``bf16=``, ``batch_size=``, ``thesis_alpha=``) replace single
+        fields of those options, validated like them; ``None`` keeps the field.
+
+        ``class_labels`` (n,) in 0..C-1 make the draw class-conditional with guidance weight
+        ``guidance`` (Eq. 29); without labels it is unconditional (the null class).
         """
         cfg = self.cfg
         if n <= 0:
@@ -192,28 +195,25 @@ class TimeVQVDM(nn.Module):
             if len(class_labels) and (class_labels.min() < 0 or class_labels.max() >= self.n_classes):
                 raise EvaluationError(f"class labels must lie in 0..{self.n_classes - 1}")
         conditional = class_labels is not None
-        steps = steps or (cfg.steps_cond if conditional else cfg.steps_uncond)
-        options = dict(
-            t_max=cfg.t_max if t_max is None else t_max,
-            guidance=(cfg.guidance if conditional else 1.0) if guidance is None else guidance,
-            rescale=cfg.rescale if rescale is None else rescale,
-            rescale_mode=rescale_mode or cfg.rescale_mode,
-            parameterization=cfg.parameterization, generator=generator, sampler=sampler or cfg.sampler,
-            bf16=cfg.sample_bf16 if bf16 is None else bf16, thesis_alpha=thesis_alpha,
-            null_label=self.n_classes, device=self.device,
-        )
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(SamplerOptions)}
+        if unknown:
+            raise ConfigError(f"unknown sampling option(s): {', '.join(sorted(unknown))}")
+        opts = (options or SamplerOptions.from_config(cfg, conditional)).replace(**overrides)
+        if opts.parameterization != cfg.parameterization or opts.lf_conditioning != cfg.lf_conditioning:
+            raise ConfigError("parameterization and lf_conditioning are properties of the trained model; "
+                              "they cannot change at sampling time")
+        kwargs = {**opts.cascade_kwargs(), "generator": generator, "null_label": self.n_classes, "device": self.device}
+        bs = opts.batch_size
         was_training = self.training
         self.eval()
         xs, lfs, hfs = [], [], []
-        bs = batch_size or cfg.sample_batch_size
         try:
             for start in range(0, n, bs):
                 m = min(bs, n - start)
                 labels = class_labels[start:start + m].to(self.device) if conditional else None
                 z0_lf, z0_hf = sample_cascade(
                     self.unet_lf, self.unet_hf, (m, self.channels, self.width_lf), (m, self.channels, self.width_hf),
-                    steps_lf=steps, steps_hf=steps, lf_conditioning=cfg.lf_conditioning,
-                    class_labels=labels, callback=callback, **options)
+                    class_labels=labels, callback=callback, **kwargs)
                 xs.append(self.decode(z0_lf, z0_hf))
                 if return_latents:
                     lfs.append(z0_lf)

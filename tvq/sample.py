@@ -36,13 +36,29 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: the run's `threads`; pin it for bitwise reruns)")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a sampling parameter of the run's config ({', '.join(SAMPLING_KEYS)}); "
+                        "the flags above are shorthands for some of them")
     p.add_argument("-o", "--output", required=True, help="samples .npy (N, L) float32")
     p.add_argument("--labels-output", default=None, help="class labels .npy for conditional sampling")
     p.set_defaults(func=_cli_sample)
 
 
+# The Config fields a trained model can be sampled with differently (everything else was fixed by training).
+SAMPLING_KEYS = ("sampler", "steps_uncond", "steps_cond", "guidance", "rescale", "rescale_mode", "t_max",
+                 "sample_batch_size", "sample_bf16", "n_samples", "seed", "threads")
+
+
 def _cli_sample(args: argparse.Namespace) -> int:
+    from .config import parse_overrides
+    from .sampling import SamplerOptions
     from .train import load_model
+
+    overrides = parse_overrides(args.param)
+    fixed = sorted(set(overrides) - set(SAMPLING_KEYS))
+    if fixed:
+        raise ConfigError(f"-p {', '.join(fixed)}: not a sampling parameter (training fixed it); "
+                          f"tvq sample takes {', '.join(SAMPLING_KEYS)}")
 
     if args.n is not None and args.n <= 0:
         raise ConfigError(f"-n must be positive, got {args.n}")
@@ -70,7 +86,7 @@ def _cli_sample(args: argparse.Namespace) -> int:
         if Path(args.labels_output).resolve() == Path(args.output).resolve():
             raise ConfigError("-o and --labels-output name the same file")
     model, meta = load_model(args.run, device=args.device)
-    cfg = model.cfg
+    cfg = model.cfg.replace(**overrides)   # validated like any config
     set_threads(cfg.threads if args.threads is None else args.threads)
     n = args.n or cfg.n_samples
     generator = seed_everything(cfg.seed if args.seed is None else args.seed)
@@ -85,16 +101,11 @@ def _cli_sample(args: argparse.Namespace) -> int:
 
         counts = torch.tensor(meta["class_counts"])
         labels = class_labels_by_proportion(torch.repeat_interleave(torch.arange(len(counts)), counts), n, generator)
-    steps = args.steps or (cfg.steps_cond if conditional else cfg.steps_uncond)
+    options = SamplerOptions.from_config(cfg, conditional).replace(
+        steps=args.steps, guidance=args.guidance if conditional else None, rescale=args.rescale,
+        rescale_mode=args.rescale_mode, t_max=args.t_max, sampler=args.sampler)
     t0 = time.monotonic()
-    x = model.sample(
-        n, class_labels=labels, steps=steps,
-        guidance=(args.guidance if args.guidance is not None else (cfg.guidance if conditional else 0.0)),
-        rescale=args.rescale if args.rescale is not None else cfg.rescale,
-        rescale_mode=args.rescale_mode or cfg.rescale_mode,
-        t_max=args.t_max if args.t_max is not None else cfg.t_max,
-        generator=generator, sampler=args.sampler,
-    )
+    x = model.sample(n, class_labels=labels, options=options, generator=generator)
     x = x.cpu().numpy().astype(np.float32)
     if not np.isfinite(x).all():
         raise EvaluationError("sampling produced non-finite values; nothing was written")
@@ -103,6 +114,6 @@ def _cli_sample(args: argparse.Namespace) -> int:
     else:
         save_npys([args.output], [x])
     print(f"{n} series of length {x.shape[1]} from {meta['dataset']} in {time.monotonic() - t0:.1f} s "
-          f"({'class-conditional' if conditional else 'unconditional'}, {args.sampler or cfg.sampler}, {steps} steps) "
+          f"({'class-conditional' if conditional else 'unconditional'}, {options.sampler}, {options.steps} steps) "
           f"-> {args.output}")
     return 0

@@ -11,6 +11,7 @@ the two sampled latents z0_LF, z0_HF in the scaled space the priors were trained
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import operator
 from typing import Any, Callable
@@ -474,9 +475,68 @@ def class_labels_by_proportion(y_train: Tensor | np.ndarray, n: int, generator: 
     return labels[torch.randperm(n, generator=generator)]
 
 
+@dataclasses.dataclass(frozen=True)
+class SamplerOptions:
+    """Everything that decides how one set of series is drawn, validated once.
+
+    Built from a :class:`tvq.config.Config` for the unconditional or the conditional setting of
+    the protocol (:meth:`from_config`), changed with :meth:`replace` (validated again), and
+    passed whole to :meth:`tvq.model.TimeVQVDM.sample` and the cascade: the one route by which
+    sampling options reach a sampler.
+    """
+
+    sampler: str = "ancestral"
+    steps: int = 128
+    t_max: float = 0.99
+    guidance: float = 1.0            # w; ignored without class labels
+    rescale: float = 0.1             # gamma
+    rescale_mode: str = "global"
+    parameterization: str = "eps"    # what the network predicts: a property of the trained model
+    lf_conditioning: bool = True     # likewise
+    bf16: bool = False
+    batch_size: int = 1024
+    thesis_alpha: bool = False       # the thesis code's float32 alpha(1) < 0 (ancestral only)
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ConfigError(f"the number of sampling steps must be a positive integer, got {self.steps!r}")
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise ConfigError(f"sampling batch size must be a positive integer, got {self.batch_size!r}")
+        for name in ("t_max", "guidance", "rescale"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)}")
+        if not 0.0 < self.t_max <= 1.0:
+            raise ConfigError(f"t_max must lie in (0, 1], got {self.t_max}")
+        check_parameterization(self.parameterization)
+        _check_sampler_args(self.rescale, self.rescale_mode, self.guidance, (1, 1, 1))
+        if self.thesis_alpha and self.sampler != "ancestral":
+            raise ConfigError("thesis_alpha reproduces a quirk of the thesis code's ancestral sampler only")
+
+    @classmethod
+    def from_config(cls, cfg, conditional: bool) -> "SamplerOptions":
+        """The protocol's setting: ``steps_uncond`` and no guidance, or ``steps_cond`` and ``guidance``."""
+        return cls(sampler=cfg.sampler, steps=cfg.steps_cond if conditional else cfg.steps_uncond, t_max=cfg.t_max,
+                   guidance=cfg.guidance if conditional else 1.0, rescale=cfg.rescale, rescale_mode=cfg.rescale_mode,
+                   parameterization=cfg.parameterization, lf_conditioning=cfg.lf_conditioning,
+                   bf16=cfg.sample_bf16, batch_size=cfg.sample_batch_size)
+
+    def replace(self, **changes: Any) -> "SamplerOptions":
+        """A copy with ``changes`` (``None`` values are ignored), validated."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def cascade_kwargs(self) -> dict[str, Any]:
+        """The keywords of :func:`sample_cascade` these options set."""
+        return dict(steps_lf=self.steps, steps_hf=self.steps, sampler=self.sampler, t_max=self.t_max,
+                    guidance=self.guidance, rescale=self.rescale, rescale_mode=self.rescale_mode,
+                    parameterization=self.parameterization, lf_conditioning=self.lf_conditioning,
+                    bf16=self.bf16, thesis_alpha=self.thesis_alpha)
+
+
 def sampler_kwargs(cfg, conditional: bool) -> dict[str, Any]:
-    """Sampler options from a :class:`tvq.config.Config`: the thesis's unconditional run uses
-    ``steps_uncond`` and no guidance; the conditional run ``steps_cond`` and ``guidance``."""
+    """Sampler options from a :class:`tvq.config.Config` as :func:`sample_cascade` keywords (the
+    protocol's setting; see :class:`SamplerOptions`, which this predates)."""
     steps = cfg.steps_cond if conditional else cfg.steps_uncond
     return dict(steps_lf=steps, steps_hf=steps, sampler=cfg.sampler, t_max=cfg.t_max, guidance=cfg.guidance if conditional else 1.0,
                 rescale=cfg.rescale, rescale_mode=cfg.rescale_mode, parameterization=cfg.parameterization,
