@@ -359,3 +359,22 @@ def test_model_sample_takes_options_and_refuses_what_training_fixed(tmp_path):
         model.sample(3, stepz=4)
     with pytest.raises(ConfigError, match="trained model"):
         model.sample(3, parameterization="v")
+
+
+def test_variance_noise_reproduces_the_thesis_codes_step():
+    """noise_scale='variance': z_s = mean + σ²_{s|t} δ, as the thesis code writes it (and less noise than Eq. 28)."""
+    shape = (3, 2, 5)
+    z0 = torch.randn(shape, generator=torch.Generator().manual_seed(2))
+    seen = {}
+    for scale in ("std", "variance"):
+        sample_ancestral(lambda z_t, t, y, c: z0.expand_as(z_t), shape, steps=4, t_max=0.9, parameterization="x0",
+                         generator=torch.Generator().manual_seed(7), noise_scale=scale,
+                         callback=lambda info, k=scale: seen.setdefault((k, info["i"]), info["z"].clone()))
+    g = torch.Generator().manual_seed(7)
+    z_t, delta = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    grid = time_grid(4, 0.9)
+    mean, var = D.posterior(z_t.double(), z0.double(), grid[3], grid[4])
+    torch.testing.assert_close(seen[("variance", 4)].double(), mean + var * delta.double(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(seen[("std", 4)].double(), mean + var.sqrt() * delta.double(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError):
+        sample_latent(ToyModel(), shape, sampler="ddim", steps=2, noise_scale="variance")

@@ -102,6 +102,9 @@ class Config:
     n_runs: int = 3
     sample_batch_size: int = 1024
     sample_bf16: bool = False        # run the U-Nets under bfloat16 autocast while sampling
+    # Ancestral noise: std (Eq. 28: sigma_{s|t} delta) or variance (sigma_{s|t}^2 delta, as every stored
+    # version of the thesis code writes model_mean + model_variance * delta).
+    sample_noise: str = "std"
 
     # -- evaluation (section 2.6, 3.6, appendix D) -----------------------------------------
     # FID, IS and TRTR: lee2023 = the thesis's own evaluators (Lee et al.'s pretrained FCNs,
@@ -144,7 +147,8 @@ _CHOICES = {
     "score_series": ("all", "thesis_code"),
     "width_rule": ("thesis_text", "thesis_code"),
     "stage2_encode": ("cached_eval", "per_batch_train"),
-    "sampler": ("ancestral", "ddim", "dpmpp_2m"),   # tvq.sampling.SAMPLERS (a test keeps the two equal)
+    "sampler": ("ancestral", "ddim", "dpmpp_2m"),
+    "sample_noise": ("std", "variance"),   # tvq.sampling.SAMPLERS (a test keeps the two equal)
 }
 
 

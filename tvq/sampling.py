@@ -232,6 +232,7 @@ def sample_ancestral(
     device: torch.device | str | None = None,
     bf16: bool = False,
     thesis_alpha: bool = False,
+    noise_scale: str = "std",
 ) -> Tensor:
     """Ancestral sampling from one latent diffusion prior, Algorithm 3 (Eq. 27-31).
 
@@ -265,6 +266,9 @@ def sample_ancestral(
         device: where to sample; default the model's device.
         bf16: run the network under bfloat16 autocast (the sampler's arithmetic stays float32).
         thesis_alpha: reproduce the thesis code's float32 α(1) < 0 (see :func:`step_coefficients`).
+        noise_scale: ``std`` adds σ_{s|t,0} δ (Eq. 28); ``variance`` adds σ²_{s|t,0} δ, as every
+            stored version of the thesis code does (``model_mean + model_variance * delta``):
+            less noise than the posterior has, at every step.
 
     Returns:
         z0 (B, C, W), float32, in the scaled latent space of the prior.
@@ -275,6 +279,10 @@ def sample_ancestral(
                         null_label=null_label, device=device)
     grid = time_grid(steps, t_max)
     a, bb, std = (x.tolist() for x in step_coefficients(grid[:-1], grid[1:], parameterization, thesis_alpha))
+    if noise_scale == "variance":
+        std = [v * v for v in std]
+    elif noise_scale != "std":
+        raise ConfigError(f"noise_scale must be std or variance, got {noise_scale!r}")
     times = grid.tolist()
     noise = _Noise(tuple(shape), denoiser.device, generator)
     z = noise.draw().clone()                      # z_{t_max} ~ N(0, I)
@@ -378,7 +386,7 @@ def sample_latent(model_fn: ModelFn, shape: tuple[int, ...], *, sampler: str = "
                   class_labels: Tensor | None = None, cond: Tensor | None = None, parameterization: str = "eps",
                   generator: torch.Generator | None = None, callback: Callback | None = None,
                   null_label: int | None = None, device: torch.device | str | None = None, bf16: bool = False,
-                  thesis_alpha: bool = False) -> Tensor:
+                  thesis_alpha: bool = False, noise_scale: str = "std") -> Tensor:
     """One latent prior's sample with the named sampler: ``ancestral`` (Algorithm 3,
     :func:`sample_ancestral`) or a deterministic one of :data:`ODE_SAMPLERS`, all from
     z ~ N(0, I) at t_max over the same time grid."""
@@ -386,11 +394,12 @@ def sample_latent(model_fn: ModelFn, shape: tuple[int, ...], *, sampler: str = "
         return sample_ancestral(model_fn, shape, steps=steps, t_max=t_max, guidance=guidance, rescale=rescale,
                                 rescale_mode=rescale_mode, class_labels=class_labels, cond=cond,
                                 parameterization=parameterization, generator=generator, callback=callback,
-                                null_label=null_label, device=device, bf16=bf16, thesis_alpha=thesis_alpha)
+                                null_label=null_label, device=device, bf16=bf16, thesis_alpha=thesis_alpha,
+                                noise_scale=noise_scale)
     if sampler not in ODE_SAMPLERS:
         raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-    if thesis_alpha:
-        raise ConfigError("thesis_alpha reproduces a quirk of the thesis code's ancestral sampler only")
+    if thesis_alpha or noise_scale != "std":
+        raise ConfigError("thesis_alpha and noise_scale reproduce quirks of the thesis code's ancestral sampler only")
     _check_sampler_args(rescale, rescale_mode, guidance, shape)
     denoiser = Denoiser(model_fn, tuple(shape), parameterization=parameterization, guidance=guidance,
                         rescale=rescale, rescale_mode=rescale_mode, class_labels=class_labels, cond=cond,
@@ -496,6 +505,7 @@ class SamplerOptions:
     bf16: bool = False
     batch_size: int = 1024
     thesis_alpha: bool = False       # the thesis code's float32 alpha(1) < 0 (ancestral only)
+    noise_scale: str = "std"         # std (Eq. 28) | variance (the thesis code's sigma^2 delta; ancestral only)
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -511,8 +521,10 @@ class SamplerOptions:
             raise ConfigError(f"t_max must lie in (0, 1], got {self.t_max}")
         check_parameterization(self.parameterization)
         _check_sampler_args(self.rescale, self.rescale_mode, self.guidance, (1, 1, 1))
-        if self.thesis_alpha and self.sampler != "ancestral":
-            raise ConfigError("thesis_alpha reproduces a quirk of the thesis code's ancestral sampler only")
+        if (self.thesis_alpha or self.noise_scale != "std") and self.sampler != "ancestral":
+            raise ConfigError("thesis_alpha and noise_scale reproduce quirks of the thesis code's ancestral sampler only")
+        if self.noise_scale not in ("std", "variance"):
+            raise ConfigError(f"noise_scale must be std or variance, got {self.noise_scale!r}")
 
     @classmethod
     def from_config(cls, cfg, conditional: bool) -> "SamplerOptions":
@@ -520,7 +532,8 @@ class SamplerOptions:
         return cls(sampler=cfg.sampler, steps=cfg.steps_cond if conditional else cfg.steps_uncond, t_max=cfg.t_max,
                    guidance=cfg.guidance if conditional else 1.0, rescale=cfg.rescale, rescale_mode=cfg.rescale_mode,
                    parameterization=cfg.parameterization, lf_conditioning=cfg.lf_conditioning,
-                   bf16=cfg.sample_bf16, batch_size=cfg.sample_batch_size)
+                   bf16=cfg.sample_bf16, batch_size=cfg.sample_batch_size,
+                   noise_scale=getattr(cfg, "sample_noise", "std"))
 
     def replace(self, **changes: Any) -> "SamplerOptions":
         """A copy with ``changes`` (``None`` values are ignored), validated."""
@@ -531,7 +544,7 @@ class SamplerOptions:
         return dict(steps_lf=self.steps, steps_hf=self.steps, sampler=self.sampler, t_max=self.t_max,
                     guidance=self.guidance, rescale=self.rescale, rescale_mode=self.rescale_mode,
                     parameterization=self.parameterization, lf_conditioning=self.lf_conditioning,
-                    bf16=self.bf16, thesis_alpha=self.thesis_alpha)
+                    bf16=self.bf16, thesis_alpha=self.thesis_alpha, noise_scale=self.noise_scale)
 
 
 def sampler_kwargs(cfg, conditional: bool) -> dict[str, Any]:

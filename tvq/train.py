@@ -46,7 +46,7 @@ RUN_JSON = "run.json"
 
 # Config fields that do not change what training computes (sampling, evaluation, bookkeeping).
 _NOT_TRAINING = {
-    "profile", "device", "threads", "data_dir", "save", "sampler", "t_max", "steps_uncond", "steps_cond",
+    "profile", "device", "threads", "data_dir", "save", "sampler", "sample_noise", "t_max", "steps_uncond", "steps_cond",
     "guidance", "rescale", "rescale_mode", "n_samples", "n_runs", "sample_batch_size", "sample_bf16",
     "fcn_epochs", "fcn_batch_size", "fcn_lr", "fcn_weight_decay", "evaluator", "score_series",
 }
