@@ -75,25 +75,25 @@ def _fcn_weights(tmp: Path, marker: Path):
     read_state_dict(_torch_payload(tmp / "ECG200.ckpt", marker))
 
 
-def _results_store_npy(tmp: Path, marker: Path):
-    from tvq.results import load_entry
-
+def _store_entry(tmp: Path) -> Path:
     entry = tmp / "ECG200" / "thesis-seed0"
     entry.mkdir(parents=True)
     (entry / "entry.json").write_text(json.dumps({"dataset": "ECG200"}))
     (entry / "DONE").write_text("")
-    _npy_payload(entry / "samples_uncond.npy", marker)
+    return entry
+
+
+def _results_store_npy(tmp: Path, marker: Path):
+    from tvq.results import load_entry
+
+    _npy_payload(_store_entry(tmp) / "samples_uncond.npy", marker)
     load_entry("ECG200", root=tmp)
 
 
 def _results_store_npz(tmp: Path, marker: Path):
     from tvq.results import load_entry
 
-    entry = tmp / "ECG200" / "thesis-seed0"
-    entry.mkdir(parents=True)
-    (entry / "entry.json").write_text(json.dumps({"dataset": "ECG200"}))
-    (entry / "DONE").write_text("")
-    _npz_payload(entry / "parts.npz", marker)
+    _npz_payload(_store_entry(tmp) / "parts.npz", marker)
     load_entry("ECG200", root=tmp)
 
 
