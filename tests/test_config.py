@@ -80,3 +80,60 @@ def test_the_thesis_code_profile_is_the_thesis_profile_plus_every_quirk():
     expected = {k: v for k, v in thesis_code_overrides().items() if k != "t_max"}
     assert differs == set(expected)
     assert all(code[k] == v for k, v in expected.items())
+
+
+def test_every_field_declares_one_role_and_the_derived_sets_are_the_old_lists():
+    """Roles replace three hand-kept lists; the sets derived from them are exactly those lists
+    (so no fingerprint, phase key or budget label moved when they were introduced)."""
+    import dataclasses
+
+    from tvq.config import ROLES, Config, budget_fields, fields_with_role
+
+    for f in dataclasses.fields(Config):
+        assert f.metadata["role"] in ROLES, f.name
+    assert fields_with_role("bookkeeping") == {"device", "threads", "save"}
+    assert fields_with_role("provenance") == {"profile", "data_dir"}
+    assert fields_with_role("sampling", "scoring", "provenance", "bookkeeping") == {
+        "profile", "device", "threads", "data_dir", "save", "sampler", "sample_noise", "t_max", "steps_uncond",
+        "steps_cond", "guidance", "rescale", "rescale_mode", "n_samples", "n_runs", "sample_batch_size",
+        "sample_bf16", "fcn_epochs", "fcn_batch_size", "fcn_lr", "fcn_weight_decay", "evaluator", "score_series"}
+    assert set(Config().to_dict()) - budget_fields() == {
+        "dataset", "profile", "seed", "device", "threads", "data_dir", "save", "sample_batch_size", "evaluator"}
+
+
+def test_a_new_sampling_field_does_not_move_the_training_fingerprint():
+    import dataclasses
+
+    from tvq.config import SAMPLING, TRAINING, Config, _field
+    from tvq.data import load_ucr
+    from tvq.train import training_fingerprint
+
+    ds = load_ucr("ECG200")
+    base = load_config("thesis", dataset="ECG200")
+    extended = dataclasses.make_dataclass("Extended", [("sample_new_knob", float, _field(0.5, role=SAMPLING))],
+                                          bases=(Config,))
+    with_knob = extended(**base.to_dict(), sample_new_knob=0.7)
+    assert training_fingerprint(with_knob, ds) == training_fingerprint(base, ds)
+    retrain = dataclasses.make_dataclass("Retrain", [("train_new_knob", float, _field(0.5, role=TRAINING))],
+                                         bases=(Config,))
+    assert training_fingerprint(retrain(**base.to_dict(), train_new_knob=0.7), ds) != training_fingerprint(base, ds)
+
+
+def test_profiles_are_installed_as_package_data(monkeypatch, tmp_path):
+    """pyproject installs params/*.yaml as tvq/profiles; without the source tree, profiles load from there."""
+    import tomllib
+
+    import tvq.config as C
+
+    meta = tomllib.loads((Path(C.__file__).resolve().parent.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert meta["package-dir"]["tvq.profiles"] == "params" and "tvq.profiles" in meta["packages"]
+    assert meta["package-data"]["tvq.profiles"] == ["*.yaml"]
+    fake_pkg = tmp_path / "tvq"
+    (fake_pkg / "profiles").mkdir(parents=True)
+    (fake_pkg / "profiles" / "thesis.yaml").write_text((C.PARAMS_DIR / "thesis.yaml").read_text())
+    monkeypatch.setattr(C, "PARAMS_DIR", tmp_path / "no-source-tree")
+    import importlib.resources
+
+    monkeypatch.setattr(importlib.resources, "files", lambda pkg: fake_pkg)
+    assert C.profiles_dir() == fake_pkg / "profiles"
+    assert C.load_config("thesis").stage1_epochs == 2000

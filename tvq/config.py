@@ -25,102 +25,122 @@ from .errors import ConfigError
 PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
 
 
+# What each field affects, declared once beside it (``_field(..., role=...)``); the training
+# fingerprint, the phase keys of a stored protocol run and the budget label are derived from it.
+TRAINING = "training"        # changes the trained weights: part of the training fingerprint
+SAMPLING = "sampling"        # changes what is drawn from a trained model
+SCORING = "scoring"          # changes how draws are scored
+PROVENANCE = "provenance"    # names where a run came from (profile, data folder); changes no number
+BOOKKEEPING = "bookkeeping"  # where and how fast it runs; changes no result
+ROLES = (TRAINING, SAMPLING, SCORING, PROVENANCE, BOOKKEEPING)
+_MISSING = object()
+
+
+def _field(default: Any = _MISSING, *, role: str, budget: bool = True, factory: Any = None):
+    """A Config field with its role; ``budget=False``: not part of the budget label (the dataset, the
+    seed, a batch size that only changes speed, the evaluator, which the chapters name on its own)."""
+    meta = {"role": role, "budget": budget and role in (TRAINING, SAMPLING, SCORING)}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
 @dataclasses.dataclass
 class Config:
     # -- what and where ---------------------------------------------------------------
-    dataset: str = "ECG200"          # UCR dataset name
-    profile: str = "custom"          # name of the params file this came from
-    seed: int = 0
-    device: str = "auto"             # auto | cpu | cuda | cuda:N
-    threads: int = 0                 # torch CPU threads (0 = torch's default)
-    data_dir: str = ""               # local UCRArchive_2018 folder ("" = $TVQ_UCR_DIR or none)
-    scaling: str = "thesis"          # thesis (one global mean/std of train) | none
+    dataset: str = _field("ECG200", role=TRAINING, budget=False)          # UCR dataset name
+    profile: str = _field("custom", role=PROVENANCE)          # name of the params file this came from
+    seed: int = _field(0, role=TRAINING, budget=False)
+    device: str = _field("auto", role=BOOKKEEPING)             # auto | cpu | cuda | cuda:N
+    threads: int = _field(0, role=BOOKKEEPING)                 # torch CPU threads (0 = torch's default)
+    data_dir: str = _field("", role=PROVENANCE)               # local UCRArchive_2018 folder ("" = $TVQ_UCR_DIR or none)
+    scaling: str = _field("thesis", role=TRAINING)          # thesis (one global mean/std of train) | none
 
     # -- spectral split (Eq. 32-36, section 3.3) ------------------------------------
-    n_fft: int = 8
-    hop_length: int = 1
-    cutoff: int = 1                  # omega_0: LF keeps frequency bins with index < cutoff
+    n_fft: int = _field(8, role=TRAINING)
+    hop_length: int = _field(1, role=TRAINING)
+    cutoff: int = _field(1, role=TRAINING)                  # omega_0: LF keeps frequency bins with index < cutoff
 
     # -- stage 1: VQ-VAEs (section 2.5.1, 3.3, appendix D) --------------------------------
-    stage1_epochs: int = 2000
-    stage1_batch_size: int = 128
-    stage1_lr: float = 1e-3
-    stage1_weight_decay: float = 1e-6
-    hidden_dim: int = 64             # encoder/decoder channels
-    n_resblocks: int = 4
-    codebook_size: int = 512         # K
-    codebook_dim: int = 4            # d
-    ema_decay: float = 0.8
-    ema_init: str = "one"            # one (N_k = 1 per token) | zeros (the thesis code's N_k = 0)
-    beta: float = 1.0                # commitment weight
-    lf_width_min: int = 16           # LF latent width in [16, 31]
-    hf_width_min: int = 64           # HF latent width in [64, 127]
-    width_rule: str = "thesis_text"  # thesis_text (the two ranges above) | thesis_code (its rounding rule)
-    hf_time_loss: str = "mse"        # mse (thesis text) | l1 (thesis code)
-    stage1_precision: str = "fp32"   # fp32 | bf16 (autocast; about 1.6x faster on CPUs with AVX512-BF16)
+    stage1_epochs: int = _field(2000, role=TRAINING)
+    stage1_batch_size: int = _field(128, role=TRAINING)
+    stage1_lr: float = _field(1e-3, role=TRAINING)
+    stage1_weight_decay: float = _field(1e-6, role=TRAINING)
+    hidden_dim: int = _field(64, role=TRAINING)             # encoder/decoder channels
+    n_resblocks: int = _field(4, role=TRAINING)
+    codebook_size: int = _field(512, role=TRAINING)         # K
+    codebook_dim: int = _field(4, role=TRAINING)            # d
+    ema_decay: float = _field(0.8, role=TRAINING)
+    ema_init: str = _field("one", role=TRAINING)            # one (N_k = 1 per token) | zeros (the thesis code's N_k = 0)
+    beta: float = _field(1.0, role=TRAINING)                # commitment weight
+    lf_width_min: int = _field(16, role=TRAINING)           # LF latent width in [16, 31]
+    hf_width_min: int = _field(64, role=TRAINING)           # HF latent width in [64, 127]
+    width_rule: str = _field("thesis_text", role=TRAINING)  # thesis_text (the two ranges above) | thesis_code (its rounding rule)
+    hf_time_loss: str = _field("mse", role=TRAINING)        # mse (thesis text) | l1 (thesis code)
+    stage1_precision: str = _field("fp32", role=TRAINING)   # fp32 | bf16 (autocast; about 1.6x faster on CPUs with AVX512-BF16)
 
     # -- stage 2: latent diffusion (section 2.3, 3.3, appendix D) --------------------------
-    stage2_epochs: int = 1000
-    stage2_batch_size: int = 128
-    stage2_lr: float = 1e-3
-    stage2_weight_decay: float = 1e-6
-    parameterization: str = "eps"    # eps (thesis) | v | x0
-    p_uncond: float = 0.1
-    time_embed_dim: int = 256
-    class_embed_dim: int = 256
-    unet_lf_channels: list[int] = dataclasses.field(default_factory=lambda: [64, 128, 256])
-    unet_hf_channels: list[int] = dataclasses.field(default_factory=lambda: [32, 64, 128, 256])
-    unet_groups: int = 4
-    attn_heads: int = 4
-    attn_head_dim: int = 32
+    stage2_epochs: int = _field(1000, role=TRAINING)
+    stage2_batch_size: int = _field(128, role=TRAINING)
+    stage2_lr: float = _field(1e-3, role=TRAINING)
+    stage2_weight_decay: float = _field(1e-6, role=TRAINING)
+    parameterization: str = _field("eps", role=TRAINING)    # eps (thesis) | v | x0
+    p_uncond: float = _field(0.1, role=TRAINING)
+    time_embed_dim: int = _field(256, role=TRAINING)
+    class_embed_dim: int = _field(256, role=TRAINING)
+    unet_lf_channels: list[int] = _field(factory=lambda: [64, 128, 256], role=TRAINING)
+    unet_hf_channels: list[int] = _field(factory=lambda: [32, 64, 128, 256], role=TRAINING)
+    unet_groups: int = _field(4, role=TRAINING)
+    attn_heads: int = _field(4, role=TRAINING)
+    attn_head_dim: int = _field(32, role=TRAINING)
     # The ResNet blocks' 3-tap convolutions: replicate padding (what the thesis code declares)
     # or zeros (what it computes: its weight-standardised conv ignores padding_mode).
-    unet_block_padding: str = "replicate"
+    unet_block_padding: str = _field("replicate", role=TRAINING)
     # The middle attention's q and k: unit norm over features (a cosine similarity, the thesis's
     # description) or over positions (what the thesis code's normalize(dim=-1) computes).
-    unet_attn_norm: str = "features"
-    lf_conditioning: bool = True     # HF prior sees z0_LF (ablation: False)
+    unet_attn_norm: str = _field("features", role=TRAINING)
+    lf_conditioning: bool = _field(True, role=TRAINING)     # HF prior sees z0_LF (ablation: False)
     # What the priors learn: the continuous projected latents (tvq) or their nearest codebook
     # tokens (what every stored version of the thesis code feeds its priors).
-    stage2_latents: str = "continuous"
+    stage2_latents: str = _field("continuous", role=TRAINING)
     # The HF prior's condition: the scaled LF latent (tvq) or, as the thesis code has it, the
     # un-scaled one through a random 3-tap 20 -> 20 convolution that is never trained.
-    hf_condition: str = "scaled"
+    hf_condition: str = _field("scaled", role=TRAINING)
     # How stage 2 gets its latents: encoded once in eval mode (tvq), or every batch with the
     # frozen encoders in train mode (the thesis code: batch statistics, drifting running stats).
-    stage2_encode: str = "cached_eval"
+    stage2_encode: str = _field("cached_eval", role=TRAINING)
 
     # -- sampling (Algorithm 3-4) ---------------------------------------------------------
-    sampler: str = "ancestral"       # ancestral (Algorithm 3, the thesis) | ddim | dpmpp_2m (deterministic ODE solvers)
-    t_max: float = 0.99
-    steps_uncond: int = 128
-    steps_cond: int = 32
-    guidance: float = 3.0            # w
-    rescale: float = 0.1             # gamma
-    rescale_mode: str = "global"     # global (thesis code) | per_sample | lin (Lin et al. 2023)
-    n_samples: int = 1024
-    n_runs: int = 3
-    sample_batch_size: int = 1024
-    sample_bf16: bool = False        # run the U-Nets under bfloat16 autocast while sampling
+    sampler: str = _field("ancestral", role=SAMPLING)       # ancestral (Algorithm 3, the thesis) | ddim | dpmpp_2m (deterministic ODE solvers)
+    t_max: float = _field(0.99, role=SAMPLING)
+    steps_uncond: int = _field(128, role=SAMPLING)
+    steps_cond: int = _field(32, role=SAMPLING)
+    guidance: float = _field(3.0, role=SAMPLING)            # w
+    rescale: float = _field(0.1, role=SAMPLING)             # gamma
+    rescale_mode: str = _field("global", role=SAMPLING)     # global (thesis code) | per_sample | lin (Lin et al. 2023)
+    n_samples: int = _field(1024, role=SAMPLING)
+    n_runs: int = _field(3, role=SAMPLING)
+    sample_batch_size: int = _field(1024, role=SAMPLING, budget=False)
+    sample_bf16: bool = _field(False, role=SAMPLING)        # run the U-Nets under bfloat16 autocast while sampling
     # Ancestral noise: std (Eq. 28: sigma_{s|t} delta) or variance (sigma_{s|t}^2 delta, as every stored
     # version of the thesis code writes model_mean + model_variance * delta).
-    sample_noise: str = "std"
+    sample_noise: str = _field("std", role=SAMPLING)
 
     # -- evaluation (section 2.6, 3.6, appendix D) -----------------------------------------
     # FID, IS and TRTR: lee2023 = the thesis's own evaluators (Lee et al.'s pretrained FCNs,
     # tvq.lee2023); own = an FCN tvq trains with the recipe below (tvq.fcn). TSTR always
     # trains a fresh FCN with the recipe below.
-    evaluator: str = "lee2023"
+    evaluator: str = _field("lee2023", role=SCORING, budget=False)
     # Which generated series FID and IS score: all of them (tvq), or only the first multiple of
     # 256 at or above the test-set size, as the thesis code's evaluation loop does (thesis_code).
-    score_series: str = "all"
-    fcn_epochs: int = 1000
-    fcn_batch_size: int = 256
-    fcn_lr: float = 1e-3
-    fcn_weight_decay: float = 1e-5
+    score_series: str = _field("all", role=SCORING)
+    fcn_epochs: int = _field(1000, role=SCORING)
+    fcn_batch_size: int = _field(256, role=SCORING)
+    fcn_lr: float = _field(1e-3, role=SCORING)
+    fcn_weight_decay: float = _field(1e-5, role=SCORING)
 
     # -- book / notebooks -------------------------------------------------------------------
-    save: bool = False               # chapters write to the results store only when True
+    save: bool = _field(False, role=BOOKKEEPING)               # chapters write to the results store only when True
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -130,6 +150,16 @@ class Config:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def fields_with_role(*roles: str) -> frozenset[str]:
+    """The names of the Config fields whose role is one of ``roles``."""
+    return frozenset(n for n, f in _FIELDS.items() if f.metadata["role"] in roles)
+
+
+def budget_fields() -> frozenset[str]:
+    """The fields a budget label compares with the reference profile."""
+    return frozenset(n for n, f in _FIELDS.items() if f.metadata["budget"])
 _HINTS = typing.get_type_hints(Config)
 
 _CHOICES = {
@@ -259,17 +289,28 @@ def from_mapping(mapping: dict[str, Any]) -> Config:
     return cfg
 
 
+def profiles_dir() -> Path:
+    """Where the named profiles are: the source tree's ``params/`` or, in an installed tvq, the
+    ``tvq.profiles`` data package that the same files are installed as."""
+    if PARAMS_DIR.is_dir():
+        return PARAMS_DIR
+    from importlib import resources
+
+    return Path(str(resources.files("tvq"))) / "profiles"
+
+
 def resolve_params_file(name_or_path: str | os.PathLike) -> Path:
-    """``smoke`` → ``params/smoke.yaml``; a path is used as it is."""
+    """``smoke`` → ``params/smoke.yaml`` (or the installed copy); a path is used as it is."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
         if not p.exists():
             raise ConfigError(f"params file not found: {p}")
         return p
-    candidate = PARAMS_DIR / f"{name_or_path}.yaml"
+    folder = profiles_dir()
+    candidate = folder / f"{name_or_path}.yaml"
     if candidate.exists():
         return candidate
-    known = sorted(q.stem for q in PARAMS_DIR.glob("*.yaml"))
+    known = sorted(q.stem for q in folder.glob("*.yaml"))
     raise ConfigError(f"no params file {name_or_path!r} (known profiles: {', '.join(known)})")
 
 

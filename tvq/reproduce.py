@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import Config, load_config, parse_overrides
+from .config import BOOKKEEPING, Config, fields_with_role, load_config, parse_overrides
 from .data import cache_root, load_ucr
 from .device import resolve_device, set_threads
 from .errors import TvqError
@@ -124,7 +124,8 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
     check_output_dir(entry, "results entry")
     entry.mkdir(parents=True, exist_ok=True)
     (entry / DONE).unlink(missing_ok=True)  # from here on the entry is being (re)written
-    phases = _Phases(entry, {k: v for k, v in cfg.to_dict().items() if k not in ("device", "threads", "save")
+    bookkeeping = fields_with_role(BOOKKEEPING)          # device, threads, save: they change no result
+    phases = _Phases(entry, {k: v for k, v in cfg.to_dict().items() if k not in bookkeeping
                              and not (k in _SAMPLING_ADDED_LATER and v == _SAMPLING_ADDED_LATER[k])})
     t_start = time.monotonic()
     walls: dict[str, float] = {}

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import Config, from_mapping, load_config
+from .config import Config, budget_fields, from_mapping, load_config
 from .reproduce import load_results, results_root
 from .io import load_npy, load_npz
 
@@ -35,8 +35,7 @@ THESIS_FILES = {3: "thesis_table3_tmax_wafer.csv", 4: "thesis_table4_uncondition
 # equal params/thesis.yaml (and the architecture defaults) for a run to count as "thesis budget".
 # The evaluator changes the FID and IS, not what was trained or drawn: each entry names it, and the
 # chapters label it beside the budget.
-_NOT_BUDGET = {"dataset", "profile", "seed", "device", "threads", "data_dir", "save", "sample_batch_size",
-               "evaluator"}
+_NOT_BUDGET = frozenset(Config().to_dict()) - budget_fields()   # from each field's declared role
 
 
 def thesis_table(number: int) -> pd.DataFrame:

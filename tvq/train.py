@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import Config, load_config, parse_overrides
+from .config import (BOOKKEEPING, PROVENANCE, SAMPLING, SCORING, TRAINING, Config, fields_with_role, load_config,
+                     parse_overrides)
 from .data import UCRDataset, load_ucr
 from .device import resolve_device, seed_everything, set_threads
 from .errors import CheckpointError, ConfigError, TrainingDiverged
@@ -44,12 +45,9 @@ CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 RUN_JSON = "run.json"
 
-# Config fields that do not change what training computes (sampling, evaluation, bookkeeping).
-_NOT_TRAINING = {
-    "profile", "device", "threads", "data_dir", "save", "sampler", "sample_noise", "t_max", "steps_uncond", "steps_cond",
-    "guidance", "rescale", "rescale_mode", "n_samples", "n_runs", "sample_batch_size", "sample_bf16",
-    "fcn_epochs", "fcn_batch_size", "fcn_lr", "fcn_weight_decay", "evaluator", "score_series",
-}
+# Config fields that do not change what training computes (sampling, scoring, provenance,
+# bookkeeping): derived from each field's declared role in tvq.config.
+_NOT_TRAINING = fields_with_role(SAMPLING, SCORING, PROVENANCE, BOOKKEEPING)
 
 
 # Training fields added after checkpoints of the thesis profile existed, with the default that
@@ -63,8 +61,9 @@ _ADDED_LATER = {"unet_block_padding": "replicate", "unet_attn_norm": "features",
 def training_fingerprint(cfg: Config, dataset: UCRDataset) -> str:
     """Hash of everything that determines the trained weights: the data and the training config."""
     h = hashlib.sha256()
+    training = {f.name for f in dataclasses.fields(cfg) if f.metadata.get("role") == TRAINING}
     fields = {k: v for k, v in cfg.to_dict().items()
-              if k not in _NOT_TRAINING and not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
+              if k in training and not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
     h.update(json.dumps(fields, sort_keys=True).encode())
     for a in (dataset.x_train, dataset.y_train):
         h.update(np.ascontiguousarray(a).tobytes())
