@@ -11,14 +11,13 @@ The untrained weights do not change the cost of a step.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import time
 
 import torch
 
-from timing import median_seconds, stage1_step, stage2_step, sync
+from timing import median_seconds, model_setting_parser, stage1_step, stage2_step, sync
 
 from tvq.config import load_config
 from tvq.data import load_ucr
@@ -27,11 +26,7 @@ from tvq.model import TimeVQVDM
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", default="ECG5000")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--batch-size", type=int, default=128)
+    ap = model_setting_parser(__doc__)
     ap.add_argument("--steps", type=int, default=10, help="timed optimizer steps per stage")
     ap.add_argument("--n-samples", type=int, default=1024)
     ap.add_argument("--sample-steps", type=int, default=128)

@@ -23,7 +23,6 @@ line is a summary table.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import platform
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from timing import median_seconds, stage1_step, stage2_step, sync
+from timing import median_seconds, model_setting_parser, stage1_step, stage2_step, sync
 
 from tvq.config import load_config
 from tvq.data import load_ucr
@@ -87,11 +86,7 @@ def fcn_step(n_classes: int, x: torch.Tensor, batch_size: int, generator: torch.
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", default="ECG5000")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--batch-size", type=int, default=128)
+    ap = model_setting_parser(__doc__)
     ap.add_argument("--fcn-batch-size", type=int, default=256)
     ap.add_argument("--steps", type=int, default=5, help="timed calls per phase")
     ap.add_argument("--n-samples", type=int, default=128, help="samples per timed sampling call")

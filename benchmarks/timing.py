@@ -6,6 +6,7 @@ path); it is not part of the ``tvq`` package.
 """
 from __future__ import annotations
 
+import argparse
 import math
 import statistics
 import time
@@ -16,6 +17,16 @@ import numpy as np
 import torch
 
 from tvq.fcn import Recipe, train_fcn
+
+
+def model_setting_parser(doc: str) -> argparse.ArgumentParser:
+    """An argument parser with the setting every model benchmark shares: dataset, threads, device, batch."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--dataset", default="ECG5000")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=128)
+    return ap
 
 
 def sync(device: torch.device) -> None:
