@@ -43,3 +43,24 @@ def test_quantised_latents_have_no_quantisation_error(tmp_path):
     model_c = train(cont, tmp_path / "run_c", progress=False)
     z_lf, _ = model_c.encode(torch.from_numpy(ds.x_test[:8]))
     assert _quantisation_error(model_c, z_lf, "lf") > 1e-6
+
+
+def test_retrain_stage2_keeps_stage1_and_applies_the_override(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tvq.train import load_model
+
+    root = Path(__file__).resolve().parent.parent
+    train(load_config("smoke", dataset="ECG200"), tmp_path / "base", progress=False)
+    proc = subprocess.run([sys.executable, str(root / "scripts" / "retrain_stage2.py"), str(tmp_path / "base"),
+                           str(tmp_path / "s2"), "p_uncond=0.3", "seed=5"], capture_output=True, text=True,
+                          timeout=600, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    base, _ = load_model(tmp_path / "base", "cpu")
+    new, meta = load_model(tmp_path / "s2", "cpu")
+    assert meta["config"]["p_uncond"] == 0.3 and meta["config"]["seed"] == 5
+    for (k, a), (_, b) in zip(base.stage1.state_dict().items(), new.stage1.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert not all(torch.equal(a, b) for a, b in zip(base.unet_lf.state_dict().values(), new.unet_lf.state_dict().values()))
