@@ -176,6 +176,12 @@ def test_cli_evaluate_writes_json(cli, ds, tmp_path, capsys):
     np.save(tmp_path / "s.npy", ds.x_train)
     np.save(tmp_path / "y.npy", ds.y_train)
     out_path = tmp_path / "out" / "metrics.json"
+    # -o into a folder that does not exist is refused before any scoring (issue: hardening)
+    from tvq.errors import OutputError
+
+    with pytest.raises(OutputError, match="does not exist"):
+        cli("evaluate", "Toy", str(tmp_path / "s.npy"), *SMALL, "-o", str(out_path))
+    out_path.parent.mkdir()
     rc = cli("evaluate", "Toy", str(tmp_path / "s.npy"), "--labels", str(tmp_path / "y.npy"), *SMALL,
              "-o", str(out_path))
     assert rc == 0
