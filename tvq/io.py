@@ -28,13 +28,8 @@ def _umask() -> int:
     return mask
 
 
-def check_output(path: str | os.PathLike, what: str = "output", create_parent: bool = False) -> Path:
-    """Refuse an output path that cannot be written, before the work that produces it starts.
-
-    The parent must be an existing, writable directory (``create_parent``: it may be missing
-    and is created later, but no file may stand where a folder is needed); the target must not
-    be a directory or a special file. Returns the path.
-    """
+def _refuse_non_file(path: str | os.PathLike, what: str = "output") -> Path:
+    """The target itself: a name, and if it exists, a regular file (never a directory or a device)."""
     path = Path(path)
     if str(path) in ("", "."):
         raise OutputError(f"{what}: no file name given")
@@ -47,6 +42,17 @@ def check_output(path: str | os.PathLike, what: str = "output", create_parent: b
             raise OutputError(f"{what} {path} is a directory, not a file")
         if not stat.S_ISREG(mode):
             raise OutputError(f"{what} {path} exists and is not a regular file; refusing to replace it")
+    return path
+
+
+def check_output(path: str | os.PathLike, what: str = "output", create_parent: bool = False) -> Path:
+    """Refuse an output path that cannot be written, before the work that produces it starts.
+
+    The parent must be an existing, writable directory (``create_parent``: it may be missing
+    and is created later, but no file may stand where a folder is needed); the target must not
+    be a directory or a special file. Returns the path.
+    """
+    path = _refuse_non_file(path, what)
     parent = path.parent
     probe = parent
     while not probe.exists():
@@ -93,9 +99,10 @@ def atomic_paths(paths: list[str | os.PathLike], suffix: str = "") -> Iterator[l
     """Like :func:`atomic_path` for several files that belong together (samples and their
     labels): all are written to temporary files first and renamed only when every one is
     complete, so a failure leaves none of the new files behind."""
-    targets = [Path(p) for p in paths]
+    # The target is checked, not its folder: creating the temporary file below is the real test
+    # of the folder (check_output, which commands call before their work, probes it the same way).
+    targets = [_refuse_non_file(p) for p in paths]
     for t in targets:
-        check_output(t, create_parent=True)
         t.parent.mkdir(parents=True, exist_ok=True)
     tmps: list[Path] = []
     try:
@@ -106,7 +113,7 @@ def atomic_paths(paths: list[str | os.PathLike], suffix: str = "") -> Iterator[l
             tmps.append(Path(tmp))
         yield tmps
         for t in targets:   # checked again: something may have appeared there meanwhile
-            check_output(t)
+            _refuse_non_file(t)
         for tmp, t in zip(tmps, targets):
             try:
                 os.replace(tmp, t)

@@ -548,9 +548,6 @@ class SamplerOptions:
 
 
 def sampler_kwargs(cfg, conditional: bool) -> dict[str, Any]:
-    """Sampler options from a :class:`tvq.config.Config` as :func:`sample_cascade` keywords (the
-    protocol's setting; see :class:`SamplerOptions`, which this predates)."""
-    steps = cfg.steps_cond if conditional else cfg.steps_uncond
-    return dict(steps_lf=steps, steps_hf=steps, sampler=cfg.sampler, t_max=cfg.t_max, guidance=cfg.guidance if conditional else 1.0,
-                rescale=cfg.rescale, rescale_mode=cfg.rescale_mode, parameterization=cfg.parameterization,
-                lf_conditioning=cfg.lf_conditioning)
+    """The protocol's sampler options from a :class:`tvq.config.Config`, as :func:`sample_cascade`
+    keywords: :meth:`SamplerOptions.from_config` then :meth:`SamplerOptions.cascade_kwargs`."""
+    return SamplerOptions.from_config(cfg, conditional).cascade_kwargs()
