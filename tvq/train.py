@@ -183,24 +183,31 @@ def train(cfg: Config, out_dir: str | Path, *, dataset: UCRDataset | None = None
     ds = dataset if dataset is not None else load_ucr(cfg.dataset, data_dir=cfg.data_dir or None, scaling=cfg.scaling)
     generator = seed_everything(cfg.seed)   # before the model: its initial weights come from this seed
     model = TimeVQVDM.from_config(cfg, length=ds.length, n_classes=ds.n_classes).to(device)
+    read = None
     if (out / CHECKPOINT).exists() and not restart:   # refuse another run's checkpoint before touching anything
-        load_checkpoint(out / CHECKPOINT, training_fingerprint(cfg, ds))
+        read = (_stat_key(out / CHECKPOINT), load_checkpoint(out / CHECKPOINT, training_fingerprint(cfg, ds)))
     out.mkdir(parents=True, exist_ok=True)
     with run_lock(out):
-        return _train_locked(cfg, out, ds, model, generator, device, restart=restart, progress=progress,
+        return _train_locked(cfg, out, ds, model, generator, device, read=read, restart=restart, progress=progress,
                              checkpoint_seconds=checkpoint_seconds, stop_after=stop_after,
                              progress_every=progress_every)
 
 
+def _stat_key(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size
+
+
 def _train_locked(cfg: Config, out: Path, ds: UCRDataset, model, generator: torch.Generator,
-                  device: torch.device, *, restart: bool,
+                  device: torch.device, *, read: tuple | None = None, restart: bool,
                   progress: bool | str, checkpoint_seconds: float, stop_after: str | None,
                   progress_every: float = 30.0):
     fingerprint = training_fingerprint(cfg, ds)
     ckpt = out / CHECKPOINT
     state, payload = TrainState(), None
     if ckpt.exists() and not restart:
-        payload = load_checkpoint(ckpt, fingerprint)
+        # the checkpoint read before the lock, unless another process rewrote it in between
+        payload = read[1] if read is not None and read[0] == _stat_key(ckpt) else load_checkpoint(ckpt, fingerprint)
         model.load_state_dict(payload["model"])
         generator.set_state(payload["generator"])
         state = TrainState(**json.loads(payload["state"]))
