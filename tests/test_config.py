@@ -66,7 +66,8 @@ def test_every_thesis_code_quirk_with_an_option_is_a_real_field_and_differs_from
         assert getattr(default, q.option) != q.code_value, f"{q.option}: the thesis profile already has the code's value"
     cfg = load_config("thesis", thesis_code_overrides())  # all of them together form a valid config
     assert cfg.unet_block_padding == "zeros" and cfg.hf_time_loss == "l1"
-    assert "stage 1: decoder output width" in missing_options()
+    assert missing_options() == []  # every difference the quirk list knows has an option
+    assert cfg.decoder_output == "thesis_code"
     assert cfg.hf_condition == "thesis_code" and cfg.stage2_latents == "quantized"
 
 

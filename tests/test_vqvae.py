@@ -83,6 +83,46 @@ def test_decoder_restores_every_width_exactly(one_thread) -> None:
             assert dec(h).shape == (1, 2, 5, width), (width, n)
 
 
+def test_thesis_code_decoder_has_one_more_layer_and_resamples_to_the_width(one_thread) -> None:
+    """The code's decoder: no output padding, one extra 2 -> 2 transposed conv (about 2W columns),
+    then bilinear interpolation with aligned corners back to W."""
+    for width in (40, 150, 151, 153):
+        n = n_downsamples(width - 1, 16)
+        assert n >= 1
+        enc = Encoder(width, n, hidden_dim=4, n_resblocks=0)
+        exact = Decoder(width, n, hidden_dim=4, n_resblocks=0)
+        code = Decoder(width, n, hidden_dim=4, n_resblocks=0, output="thesis_code")
+        h = torch.randn(3, 4, 5, enc.latent_width)
+        assert code(h).shape == exact(h).shape == (3, 2, 5, width)
+        n_deconv = lambda d: sum(isinstance(m, nn.ConvTranspose2d) for m in d.modules())
+        assert n_deconv(code) == n_deconv(exact) + 1
+        assert all(m.output_padding == (0, 0) for m in code.modules() if isinstance(m, nn.ConvTranspose2d))
+        extra = sum(p.numel() for p in code.parameters()) - sum(p.numel() for p in exact.parameters())
+        assert extra == 2 * 2 * 3 * 4 + 2
+        # Before the resampling the network is 2**(n + 1) times the latent width wide: the
+        # interpolation is the last step, and what it computes is torch's bilinear resize.
+        raw = code.net(h)
+        assert raw.shape[-1] == enc.latent_width * 2 ** (n + 1)
+        ref = torch.nn.functional.interpolate(raw, size=(5, width), mode="bilinear", align_corners=True)
+        assert torch.equal(code(h), ref)
+    # Without a down-sampling (series shorter than the band's minimum width) there is nothing to undo.
+    assert not Decoder(9, 0, hidden_dim=4, n_resblocks=0, output="thesis_code").resample
+    with pytest.raises(ConfigError, match="decoder_output"):
+        Decoder(20, 1, output="nearest")
+
+
+def test_decoder_output_option_reaches_both_bands() -> None:
+    model = tiny(150, decoder_output="thesis_code")
+    assert model.lf.decoder.resample and model.hf.decoder.resample
+    out = model(torch.randn(2, 150))
+    assert out.xhat_lf.shape == out.xhat_hf.shape == (2, 150) and torch.isfinite(out.total)
+    cfg = load_config("thesis-code")
+    assert cfg.decoder_output == "thesis_code"
+    built = Stage1.from_config(cfg.replace(hidden_dim=8, n_resblocks=1), 150)
+    assert built.hf.decoder.resample and built.hparams["decoder_output"] == "thesis_code"
+    assert not tiny(150).lf.decoder.resample
+
+
 # ----------------------------------------------------------------------------------------
 # Table 1 and Table 2 (Wafer, L = 152, thesis configuration)
 # ----------------------------------------------------------------------------------------

@@ -77,6 +77,7 @@ class Config:
     hf_width_min: int = _field(64, role=TRAINING)           # HF latent width in [64, 127]
     width_rule: str = _field("thesis_text", role=TRAINING)  # thesis_text (the two ranges above) | thesis_code (its rounding rule)
     hf_time_loss: str = _field("mse", role=TRAINING)        # mse (thesis text) | l1 (thesis code)
+    decoder_output: str = _field("exact", role=TRAINING)    # exact (output padding) | thesis_code (extra deconv + bilinear)
     stage1_precision: str = _field("fp32", role=TRAINING)   # fp32 | bf16 (autocast; about 1.6x faster on CPUs with AVX512-BF16)
 
     # -- stage 2: latent diffusion (section 2.3, 3.3, appendix D) --------------------------
@@ -176,6 +177,7 @@ _CHOICES = {
     "hf_condition": ("scaled", "thesis_code"),
     "score_series": ("all", "thesis_code"),
     "width_rule": ("thesis_text", "thesis_code"),
+    "decoder_output": ("exact", "thesis_code"),
     "stage2_encode": ("cached_eval", "per_batch_train"),
     "sampler": ("ancestral", "ddim", "dpmpp_2m"),
     "sample_noise": ("std", "variance"),   # tvq.sampling.SAMPLERS (a test keeps the two equal)

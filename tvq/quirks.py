@@ -43,7 +43,7 @@ QUIRKS: tuple[Quirk, ...] = (
     Quirk("stage 2: HF condition", "the scaled LF latent, interpolated to the HF width",
           "the unscaled LF latent through a 20 -> 20 convolution that is never trained", "hf_condition", "thesis_code"),
     Quirk("stage 1: decoder output width", "transposed convolutions with output padding to the exact width",
-          "one more transposed convolution, then bilinear interpolation to the width", None),
+          "one more transposed convolution, then bilinear interpolation to the width", "decoder_output", "thesis_code"),
     Quirk("stage 1: EMA codebook's initial counts", "1 per code", "0 per code", "ema_init", "zeros"),
     Quirk("stage 2: what the priors model", "the continuous projected latents",
           "their nearest codebook tokens (every stored version of the code; the run one is not stored)",

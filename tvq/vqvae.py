@@ -152,29 +152,47 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """D: ``(B, hidden, H, W')`` → ``(B, 2, H, W)``, mirroring :class:`Encoder` to the exact width."""
+    """D: ``(B, hidden, H, W')`` → ``(B, 2, H, W)``, mirroring :class:`Encoder` to the exact width.
+
+    ``output="exact"`` (tvq): each transposed convolution gets the output padding that undoes
+    the encoder's ``floor(w / 2)``, so the last layer lands on ``W`` exactly.
+    ``output="thesis_code"``: what the thesis's code builds instead. No output padding, one more
+    2 → 2 transposed convolution after the last (so about ``2W`` columns), then bilinear
+    interpolation (``align_corners=True``) back to ``W``. The extra layer adds 2·2·3·4 + 2
+    parameters; the interpolation low-passes nothing, it only resamples.
+    """
+
+    OUTPUTS = ("exact", "thesis_code")
 
     def __init__(self, width: int, n_down: int, hidden_dim: int = 64, n_resblocks: int = 4,
-                 out_channels: int = 2) -> None:
+                 out_channels: int = 2, output: str = "exact") -> None:
         super().__init__()
+        if output not in self.OUTPUTS:
+            raise ConfigError(f"decoder_output must be one of {', '.join(self.OUTPUTS)}, got {output!r}")
         # Encoder widths w_0 = W > w_1 > ... > w_n; up-sampling stage i recreates w_{i-1}.
         widths = [width]
         for _ in range(n_down):
             widths.append(downsampled_width(widths[-1], 1))
+        code = output == "thesis_code" and n_down > 0
         res = [nn.Sequential(ResBlock(hidden_dim, batch_norm=False), nn.BatchNorm2d(hidden_dim)) for _ in range(n_resblocks)]
         ups: list[nn.Module] = []
         for target in reversed(widths[1:n_down]):  # all but the last up-sampling
-            ups.append(nn.Sequential(_up_conv(hidden_dim, hidden_dim, target % 2),
+            ups.append(nn.Sequential(_up_conv(hidden_dim, hidden_dim, 0 if code else target % 2),
                                      nn.BatchNorm2d(hidden_dim), nn.LeakyReLU(inplace=True)))
         if n_down > 0:
-            ups.append(_up_conv(hidden_dim, out_channels, width % 2))
+            ups.append(_up_conv(hidden_dim, out_channels, 0 if code else width % 2))
         else:
             ups.append(nn.Conv2d(hidden_dim, out_channels, 3, 1, 1))
+        if code:  # the code's "one more up-sampling layer", then resampling to the width
+            ups.append(_up_conv(out_channels, out_channels, 0))
         self.net = nn.Sequential(*res, *ups)
-        self.width, self.n_down = width, n_down
+        self.width, self.n_down, self.resample = width, n_down, code
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.net(h)
+        out = self.net(h)
+        if self.resample:
+            out = F.interpolate(out, size=(out.shape[2], self.width), mode="bilinear", align_corners=True)
+        return out
 
 
 # ----------------------------------------------------------------------------------------
@@ -375,7 +393,8 @@ class VQVAE(nn.Module):
 
     def __init__(self, band: str, height: int, width: int, n_down: int, hidden_dim: int = 64,
                  n_resblocks: int = 4, codebook_size: int = 512, codebook_dim: int = 4,
-                 ema_decay: float = 0.8, beta: float = 1.0, precision: str = "fp32", ema_init: str = "one") -> None:
+                 ema_decay: float = 0.8, beta: float = 1.0, precision: str = "fp32", ema_init: str = "one",
+                 decoder_output: str = "exact") -> None:
         super().__init__()
         if band not in ("lf", "hf"):
             raise ConfigError(f"band must be 'lf' or 'hf', got {band!r}")
@@ -385,7 +404,7 @@ class VQVAE(nn.Module):
         self.band, self.height, self.width, self.n_down = band, height, width, n_down
         self.encoder = Encoder(width, n_down, hidden_dim, n_resblocks)
         self.vq = VectorQuantizer(hidden_dim, codebook_size, codebook_dim, ema_decay, beta, ema_init=ema_init)
-        self.decoder = Decoder(width, n_down, hidden_dim, n_resblocks)
+        self.decoder = Decoder(width, n_down, hidden_dim, n_resblocks, output=decoder_output)
         self.latent_width = self.encoder.latent_width
 
     @implements("40")
@@ -497,7 +516,7 @@ class Stage1(nn.Module):
                  codebook_dim: int = 4, ema_decay: float = 0.8, beta: float = 1.0,
                  lf_width_min: int = 16, hf_width_min: int = 64, hf_time_loss: str = "mse",
                  channels_last: bool = True, precision: str = "fp32", ema_init: str = "one",
-                 width_rule: str = "thesis_text") -> None:
+                 width_rule: str = "thesis_text", decoder_output: str = "exact") -> None:
         super().__init__()
         if hf_time_loss not in ("mse", "l1"):
             raise ConfigError(f"hf_time_loss must be 'mse' or 'l1', got {hf_time_loss!r}")
@@ -510,13 +529,14 @@ class Stage1(nn.Module):
             length=length, n_fft=n_fft, hop_length=hop_length, cutoff=cutoff, hidden_dim=hidden_dim,
             n_resblocks=n_resblocks, codebook_size=codebook_size, codebook_dim=codebook_dim,
             ema_decay=ema_decay, beta=beta, lf_width_min=lf_width_min, hf_width_min=hf_width_min,
-            hf_time_loss=hf_time_loss, precision=precision, ema_init=ema_init, width_rule=width_rule)
+            hf_time_loss=hf_time_loss, precision=precision, ema_init=ema_init, width_rule=width_rule,
+            decoder_output=decoder_output)
         self.length, self.n_fft, self.hop_length, self.cutoff = length, n_fft, hop_length, cutoff
         self.height, self.width = height, n_frames(length, hop_length)
         self.hf_time_loss, self.channels_last = hf_time_loss, channels_last
         common = dict(hidden_dim=hidden_dim, n_resblocks=n_resblocks, codebook_size=codebook_size,
                       codebook_dim=codebook_dim, ema_decay=ema_decay, beta=beta, precision=precision,
-                      ema_init=ema_init)
+                      ema_init=ema_init, decoder_output=decoder_output)
         if width_rule == "thesis_text":
             downs = {"lf": n_downsamples(length, lf_width_min, hop_length), "hf": n_downsamples(length, hf_width_min, hop_length)}
         elif width_rule == "thesis_code":
@@ -544,7 +564,8 @@ class Stage1(nn.Module):
                    codebook_dim=cfg.codebook_dim, ema_decay=cfg.ema_decay, beta=cfg.beta,
                    lf_width_min=cfg.lf_width_min, hf_width_min=cfg.hf_width_min,
                    hf_time_loss=cfg.hf_time_loss, channels_last=channels_last, precision=precision,
-                   ema_init=getattr(cfg, "ema_init", "one"), width_rule=getattr(cfg, "width_rule", "thesis_text"))
+                   ema_init=getattr(cfg, "ema_init", "one"), width_rule=getattr(cfg, "width_rule", "thesis_text"),
+                   decoder_output=getattr(cfg, "decoder_output", "exact"))
 
     # -- shapes -------------------------------------------------------------------------------
     def latent_shape(self, band: str) -> tuple[int, int, int]:
