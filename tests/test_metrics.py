@@ -1,13 +1,17 @@
-"""FID (Eq. 38), IS (Eq. 37) and the memorisation check, against independent computations."""
+"""FID (Eq. 38), IS (Eq. 37), the KL divergence (Eq. 4) and the memorisation check, against
+independent computations."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.stats
 
 from tvq.errors import EvaluationError
-from tvq.metrics import fid, frechet_distance, gaussian_stats, inception_score, inception_score_once, memorisation, \
-    nearest_neighbour_distances
+from tvq.metrics import fid, frechet_distance, gaussian_stats, inception_score, inception_score_once, kl_divergence, \
+    memorisation, nearest_neighbour_distances
 
 
 def reference_fid(a: np.ndarray, b: np.ndarray) -> float:
@@ -16,6 +20,35 @@ def reference_fid(a: np.ndarray, b: np.ndarray) -> float:
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     covmean = scipy.linalg.sqrtm(s1 @ s2).real
     return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * covmean))
+
+
+# -- KL divergence (Eq. 4) -----------------------------------------------------------------
+@pytest.mark.equation("4")
+def test_kl_divergence_matches_scipy_row_by_row_and_along_any_axis():
+    rng = np.random.default_rng(11)
+    p, q = rng.dirichlet(np.ones(6), size=5), rng.dirichlet(np.ones(6), size=5)
+    ours = kl_divergence(p, q)
+    assert ours.shape == (5,)
+    np.testing.assert_allclose(ours, [scipy.stats.entropy(p[i], q[i]) for i in range(5)], rtol=1e-12)
+    np.testing.assert_allclose(kl_divergence(p.T, q.T, axis=0), ours, rtol=1e-12)
+    assert np.all(ours > 0) and np.allclose(kl_divergence(p, p), 0.0, atol=1e-15)
+
+
+@pytest.mark.equation("4")
+def test_kl_divergence_is_not_symmetric_and_follows_the_argument_order():
+    a, b = np.array([0.9, 0.1]), np.array([0.5, 0.5])
+    kl_ab = 0.9 * math.log(0.9 / 0.5) + 0.1 * math.log(0.1 / 0.5)   # KL(a || b) by hand
+    kl_ba = 0.5 * math.log(0.5 / 0.9) + 0.5 * math.log(0.5 / 0.1)   # KL(b || a) by hand
+    assert kl_divergence(a, b) == pytest.approx(kl_ab, rel=1e-12)
+    assert kl_divergence(b, a) == pytest.approx(kl_ba, rel=1e-12)
+    assert abs(kl_ab - kl_ba) > 0.1                                 # the pair really is asymmetric
+
+
+@pytest.mark.equation("4")
+def test_kl_divergence_takes_zero_log_zero_as_zero_and_is_infinite_off_the_support():
+    p, q = np.array([0.5, 0.5, 0.0]), np.array([0.25, 0.25, 0.5])
+    assert kl_divergence(p, q) == pytest.approx(math.log(2), rel=1e-12)
+    assert kl_divergence(q, p) == math.inf
 
 
 # -- FID --------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 * FID (Eq. 38): the Fréchet distance between Gaussians fitted to FCN features of
   generated series and of the real test set.
-* IS (Eq. 37): exp of the mean KL divergence between the FCN's p(y | x) and its marginal
-  p(y), as mean and standard deviation over splits of the samples.
+* IS (Eq. 37): exp of the mean KL divergence (Eq. 4) between the FCN's p(y | x) and its
+  marginal p(y), as mean and standard deviation over splits of the samples.
 * Memorisation (not in the thesis; section 5.2 says such a metric is missing): how close
   each generated series lies to its nearest training series, read against how close
   real, unseen test series lie to the same training set.
@@ -94,15 +94,27 @@ def _check_probs(p_yx: np.ndarray) -> np.ndarray:
     return p
 
 
+@implements("4")
+def kl_divergence(p: np.ndarray, q: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Eq. (4) for discrete distributions: sum_y p(y) (log p(y) - log q(y)), in nats, along ``axis``.
+
+    ``p`` and ``q`` broadcast against each other; each slice along ``axis`` is one
+    distribution. A term with p(y) = 0 is 0 (0 log 0 = 0); one with p(y) > 0 and q(y) = 0 is
+    +inf. The inputs are neither normalised nor validated: callers pass probabilities.
+    """
+    return scipy.special.rel_entr(np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)).sum(axis=axis)
+
+
 @implements("37")
 def inception_score_once(p_yx: np.ndarray) -> float:
     """Eq. (37): exp(E_x[KL(p(y|x) || p(y))]) with p(y) the mean of p(y|x) over the set.
 
-    ``rel_entr`` gives 0 log 0 = 0, so classes the classifier never predicts add nothing.
+    The KL divergence is :func:`kl_divergence` (Eq. 4), which takes 0 log 0 = 0, so classes
+    the classifier never predicts add nothing.
     """
     p = _check_probs(p_yx)
     p_y = p.mean(axis=0, keepdims=True)
-    kl = scipy.special.rel_entr(p, p_y).sum(axis=1)
+    kl = kl_divergence(p, p_y, axis=1)
     return float(np.exp(kl.mean()))
 
 

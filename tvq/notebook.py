@@ -34,7 +34,8 @@ from .config import Config, load_config, parse_overrides, resolve_params_file
 from .errors import ConfigError, TvqError
 
 __all__ = ["chapter_config", "read_chapter", "run_chapter", "default_output", "add_subcommands",
-           "ChapterError", "RUNS_DIR", "THESIS_EQUATIONS", "checks_in_tests", "checks_in_book", "equation_labels"]
+           "ChapterError", "RUNS_DIR", "THESIS_EQUATIONS", "checks_in_tests", "checks_in_book", "equation_labels",
+           "INDEX_RULES", "equation_index_problems"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUNS_DIR = REPO_ROOT / "runs" / "chapters"
@@ -246,3 +247,59 @@ def equation_labels(book_dir: str | os.PathLike | None = None) -> dict[str, str]
         for label in _EQ_LABEL.findall(path.read_text(encoding="utf-8")):
             out.setdefault(label[3:], path.stem)
     return out
+
+
+# What each rule of the equation index forbids, keyed as equation_index_problems reports it.
+INDEX_RULES: dict[str, str] = {
+    "unknown": "named by a tag, a check, CHECKED_ONLY or NOT_COMPUTABLE, but not a numbered "
+               "equation of the thesis (1-74)",
+    "overlap": "in more than one of: implemented, CHECKED_ONLY, NOT_COMPUTABLE",
+    "unexplained": "in none of: implemented, CHECKED_ONLY, NOT_COMPUTABLE",
+    "unchecked": "implemented, but checked by no test marker and no verify() in the book",
+    "checked_only_without_book_check": "in CHECKED_ONLY, but no book cell calls verify() for it",
+    "orphan": "checked by a test marker or a verify() call, but neither implemented nor in CHECKED_ONLY",
+}
+
+
+def equation_index_problems(implemented=None, checked_only=None, not_computable=None,
+                            in_tests=None, in_book=None,
+                            equations: tuple[str, ...] = THESIS_EQUATIONS) -> dict[str, list[str]]:
+    """Rule of :data:`INDEX_RULES` → the equations that break it (empty lists when all hold).
+
+    Every argument left as ``None`` is read from the repository: ``implemented`` from
+    :func:`tvq.equations.registry`, ``checked_only`` and ``not_computable`` from
+    :mod:`tvq.equations`, ``in_tests`` from :func:`checks_in_tests` and ``in_book`` from
+    :func:`checks_in_book`. Only the keys of the mappings matter, so tests can pass small
+    made-up ones.
+    """
+    from . import equations as eqs
+
+    implemented = eqs.registry() if implemented is None else implemented
+    checked_only = eqs.CHECKED_ONLY if checked_only is None else checked_only
+    not_computable = eqs.NOT_COMPUTABLE if not_computable is None else not_computable
+    in_tests = checks_in_tests() if in_tests is None else in_tests
+    in_book = checks_in_book() if in_book is None else in_book
+
+    groups = {"implemented": set(implemented), "CHECKED_ONLY": set(checked_only),
+              "NOT_COMPUTABLE": set(not_computable)}
+    checked = set(in_tests) | set(in_book)
+    named = set().union(*groups.values(), checked)
+    known = set(equations)
+
+    def in_groups(eq: str) -> int:
+        return sum(eq in members for members in groups.values())
+
+    problems = {
+        "unknown": named - known,
+        "overlap": {eq for eq in named if in_groups(eq) > 1},
+        "unexplained": {eq for eq in known if in_groups(eq) == 0},
+        "unchecked": groups["implemented"] - checked,
+        "checked_only_without_book_check": groups["CHECKED_ONLY"] - set(in_book),
+        "orphan": checked - groups["implemented"] - groups["CHECKED_ONLY"],
+    }
+    return {rule: sorted(problems[rule], key=_equation_order) for rule in INDEX_RULES}
+
+
+def _equation_order(eq: str) -> tuple[int, str]:
+    digits = "".join(ch for ch in eq if ch.isdigit())
+    return (int(digits) if digits else 10**6, eq)
