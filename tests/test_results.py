@@ -33,6 +33,26 @@ def test_budget_labels_say_what_differs_from_the_thesis():
     assert not full and "settings differ" in label
 
 
+def test_an_entry_from_before_a_settled_default_is_labelled_not_reduced(monkeypatch):
+    """When params/thesis.yaml adopts a new default, entries stored under the earlier one keep the
+    thesis's budget, and their label names the earlier value; any other difference still reduces."""
+    thesis = load_config("thesis")
+    changed = {k: ("quantized" if k == "stage2_latents" else "variance") for k in R.EARLIER_DEFAULTS}
+    reference = thesis.replace(**changed)
+    old = {**thesis.to_dict(), **R.EARLIER_DEFAULTS}
+    full, label = R.budget_of(old, reference)
+    assert full and label.startswith("thesis (2000+1000 ep; earlier defaults: ")
+    assert all(f"{k}={v}" in label for k, v in R.EARLIER_DEFAULTS.items())
+    assert R.earlier_defaults(old, reference) == R.EARLIER_DEFAULTS
+    assert R.budget_of({**reference.to_dict()}, reference) == (True, "thesis (2000+1000 ep)")
+    assert R.earlier_defaults(reference.to_dict(), reference) == {}
+    full, label = R.budget_of({**old, "stage2_epochs": 10}, reference)
+    assert not full and "stage2_epochs=10" in label and "earlier defaults" in label
+    # A value that is neither the earlier nor the current default is a plain difference.
+    full, label = R.budget_of({**old, "sample_noise": "std", "stage2_latents": "quantized", "rescale": 0.2}, reference)
+    assert not full and "rescale=0.2" in label
+
+
 def test_loglog_fit_recovers_a_power_law():
     x = np.array([10.0, 30.0, 100.0, 300.0, 1000.0])
     slope, icpt = R.loglog_fit(x, 3.0 * x ** -0.5)

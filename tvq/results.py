@@ -38,6 +38,14 @@ THESIS_FILES = {3: "thesis_table3_tmax_wafer.csv", 4: "thesis_table4_uncondition
 _NOT_BUDGET = frozenset(Config().to_dict()) - budget_fields()   # from each field's declared role
 
 
+# Defaults of params/thesis.yaml that the parity study with the thesis's code changed (the development
+# chapter gives the evidence), each with the value that entries stored before the change carry. Such
+# an entry still ran the thesis's budget, under the earlier default: its label says so instead of
+# calling it reduced, and :func:`entries` marks it (``earlier_defaults``) so that no table mixes the
+# two without saying so.
+EARLIER_DEFAULTS: dict[str, Any] = {"stage2_latents": "continuous", "sample_noise": "std"}
+
+
 def thesis_table(number: int) -> pd.DataFrame:
     """The thesis's Table ``number`` (3, 4, 5 or 6) as transcribed into ``tvq/resources``."""
     if number not in THESIS_FILES:
@@ -64,13 +72,24 @@ def budget_of(config: dict[str, Any], reference: Config | None = None) -> tuple[
     variant = str(cfg.get("profile", "")).partition("+")[2]
     if reference is None and variant in TRAINING_VARIANTS:
         ref = {**ref, **TRAINING_VARIANTS[variant]}
-    diffs = [f"{k}={cfg[k]}" for k in ref if k not in _NOT_BUDGET and cfg.get(k) != ref[k]]
+    differ = [k for k in ref if k not in _NOT_BUDGET and cfg.get(k) != ref[k]]
+    earlier = [k for k in differ if k in EARLIER_DEFAULTS and cfg.get(k) == EARLIER_DEFAULTS[k]]
+    diffs = [f"{k}={cfg[k]}" for k in differ if k not in earlier]
     epochs = f"{cfg['stage1_epochs']}+{cfg['stage2_epochs']} ep"
+    note = ("; earlier defaults: " + ", ".join(f"{k}={cfg[k]}" for k in earlier)) if earlier else ""
     if not diffs:
-        return True, f"thesis ({epochs})"
+        return True, f"thesis ({epochs}{note})"
     if len(diffs) > 4:
-        return False, f"reduced ({epochs}; {len(diffs)} settings differ from params/thesis.yaml)"
-    return False, f"reduced ({epochs}; " + ", ".join(diffs) + ")"
+        return False, f"reduced ({epochs}; {len(diffs)} settings differ from params/thesis.yaml{note})"
+    return False, f"reduced ({epochs}; " + ", ".join(diffs) + f"{note})"
+
+
+def earlier_defaults(config: dict[str, Any], reference: Config | None = None) -> dict[str, Any]:
+    """The settled defaults (:data:`EARLIER_DEFAULTS`) at which a run's config still has the
+    earlier value, where the reference profile has since changed: ``{field: earlier value}``."""
+    ref = (reference or thesis_config()).to_dict()
+    cfg = from_mapping({k: v for k, v in config.items()}).to_dict()
+    return {k: v for k, v in EARLIER_DEFAULTS.items() if ref.get(k) != v and cfg.get(k) == v}
 
 
 def hardware_label(hw: dict[str, Any]) -> str:
@@ -124,10 +143,11 @@ def entries(root: Path | None = None, profile: str | None = None, evaluator: str
                      **{k: (np.nan if v is None else v) for k, v in scores.items()},
                      "scored_by": rec.get("evaluator", "own"), "evaluator": evaluator,
                      "full_budget": full, "budget": label,
+                     "earlier_defaults": bool(earlier_defaults(rec["config"])),
                      "hardware": hardware_label(hw),
                      "recon_mse_train": rec.get("reconstruction_mse", {}).get("train"),
                      "recon_mse_test": rec.get("reconstruction_mse", {}).get("test")})
-    columns = ["dataset", "profile", "seed", "full_budget", "budget"]
+    columns = ["dataset", "profile", "seed", "full_budget", "budget", "earlier_defaults"]
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
 
 
