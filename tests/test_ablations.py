@@ -85,3 +85,44 @@ def test_cli_rejects_a_missing_variant_with_one_line(env, capsys):
     assert main(["ablate", "train", "Chinatown", "-f", "smoke"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tvq: error:") and "needs a variant" in err and err.count("\n") == 1
+
+
+def test_steps_study_covers_every_sampler_and_repeats_the_baseline(env, monkeypatch):
+    from tvq.ablations import steps_summary
+    from tvq.sampling import SAMPLERS
+
+    monkeypatch.setattr("tvq.ablations.STEPS_GRID", (1, 2))
+    monkeypatch.setattr("tvq.ablations.STEPS_REPEATS", 3)
+    cfg = tiny(sample_noise="variance")
+    seen = []
+    real = tvq.model.TimeVQVDM.sample
+
+    def spy(self, *args, **kwargs):
+        seen.append((kwargs["sampler"], kwargs["steps"], kwargs["noise_scale"]))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(tvq.model.TimeVQVDM, "sample", spy)
+    record = sampling_study(cfg, "steps", log=lambda m: None)
+    names = [r["name"] for r in record["rows"]]
+    assert names[:2 * len(SAMPLERS)] == [f"{s}-steps{k}" for s in SAMPLERS for k in (1, 2)]
+    assert names[2 * len(SAMPLERS):] == ["ancestral-steps2-repeat1", "ancestral-steps2-repeat2"]
+    # the ancestral cells use the profile's noise; the ODE samplers have none to scale
+    assert {n for s, _, n in seen if s == "ancestral"} == {"variance"}
+    assert {n for s, _, n in seen if s != "ancestral"} == {"std"}
+    fids = [r["fid"] for r in record["rows"] if r["name"].startswith("ancestral-steps2")]
+    assert len(fids) == 3 and len(set(fids)) == 3  # the repeats draw different noise
+    summary = steps_summary(record)
+    assert summary["baseline_n"] == 3 and summary["baseline_steps"] == 2
+    assert set(summary["fewest"]) == set(SAMPLERS)
+
+
+def test_steps_summary_finds_the_fewest_steps_within_the_baseline_spread():
+    from tvq.ablations import steps_summary
+
+    rows = [{"sampler": "ancestral", "steps": 128, "fid": f, "repeat": r} for r, f in enumerate((3.0, 3.2, 2.8))]
+    rows += [{"sampler": "ancestral", "steps": k, "fid": f, "repeat": 0} for k, f in ((8, 9.0), (32, 3.3))]
+    rows += [{"sampler": "ddim", "steps": k, "fid": f, "repeat": 0} for k, f in ((8, 3.1), (32, 2.0))]
+    rows += [{"sampler": "dpmpp_2m", "steps": k, "fid": f, "repeat": 0} for k, f in ((8, 12.0), (32, 11.0))]
+    s = steps_summary({"rows": rows})
+    assert s["baseline_mean"] == pytest.approx(3.0) and s["baseline_sd"] == pytest.approx(0.2)
+    assert s["fewest"] == {"ancestral": 32, "ddim": 8, "dpmpp_2m": None}

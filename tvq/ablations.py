@@ -15,6 +15,11 @@ Two kinds of study, both resumable and both written atomically into the results 
     code), per sample, and Lin et al.'s guidance rescale, for unconditional sampling (128 steps)
     and class-conditional sampling with guidance (32 steps, w = 3).
 
+  - ``steps``: how few network evaluations each sampler needs. Unconditional FID for every
+    sampler of :data:`tvq.sampling.SAMPLERS` at 8, 16, 32, 64 and 128 steps; the 128-step
+    ancestral cell (the protocol's) is drawn :data:`STEPS_REPEATS` times with different noise,
+    and the spread of those repeats is the yardstick a cheaper cell is measured against.
+
   Each cell draws ``n_samples`` series and scores FID and IS with the dataset's evaluator; TSTR
   is left out of these studies (it trains one FCN per cell). Output:
   ``<store>/<dataset>/ablations/<study>-<profile>-seed<seed>.json`` and 256 series per cell
@@ -28,7 +33,7 @@ Two kinds of study, both resumable and both written atomically into the results 
   - ``tokens-d64-K32``: TimeVQVAE's codebook, d = 64 and K = 32 (the first trick, undone);
   - ``hop2``: TimeVQVAE's STFT hop length 2 (the second trick, undone; Figure 13).
 
-``tvq ablate tmax NAME -f params/thesis.yaml``, ``tvq ablate rescale NAME ...``,
+``tvq ablate tmax NAME -f params/thesis.yaml``, ``tvq ablate rescale NAME ...``, ``tvq ablate steps NAME ...``,
 ``tvq ablate train NAME VARIANT ...``.
 """
 from __future__ import annotations
@@ -67,13 +72,17 @@ RESCALE_GRID: tuple[tuple[str, bool, str, float], ...] = (
     ("cond-lin", True, "lin", 0.1),
 )
 
+# The steps study: every sampler at these step counts, plus repeats of the protocol's own cell.
+STEPS_GRID: tuple[int, ...] = (8, 16, 32, 64, 128)
+STEPS_REPEATS = 3
+
 TRAINING_VARIANTS: dict[str, dict[str, Any]] = {
     "no-lf-conditioning": {"lf_conditioning": False},
     "tokens-d64-K32": {"codebook_dim": 64, "codebook_size": 32},
     "hop2": {"hop_length": 2},
 }
 
-STUDIES = ("tmax", "rescale")
+STUDIES = ("tmax", "rescale", "steps")
 
 
 def study_path(cfg: Config, study: str, root: Path | None = None) -> Path:
@@ -89,6 +98,20 @@ def _cells(study: str, cfg: Config) -> list[dict[str, Any]]:
     if study == "rescale":
         return [{"name": n, "t_max": cfg.t_max, "steps": cfg.steps_cond if c else cfg.steps_uncond,
                  "conditional": c, "rescale": g, "rescale_mode": m} for n, c, m, g in RESCALE_GRID]
+    if study == "steps":
+        from .sampling import SAMPLERS
+
+        base = {"conditional": False, "t_max": cfg.t_max, "rescale": cfg.rescale, "rescale_mode": cfg.rescale_mode}
+        cells = []
+        for sampler in SAMPLERS:
+            # The ODE samplers add no noise, so the ancestral noise setting does not apply to them.
+            noise = cfg.sample_noise if sampler == "ancestral" else "std"
+            cells += [{"name": f"{sampler}-steps{k}", "sampler": sampler, "steps": k, "noise_scale": noise,
+                       "repeat": 0, **base} for k in STEPS_GRID]
+        top = max(STEPS_GRID)
+        cells += [{"name": f"ancestral-steps{top}-repeat{r}", "sampler": "ancestral", "steps": top,
+                   "noise_scale": cfg.sample_noise, "repeat": r, **base} for r in range(1, STEPS_REPEATS)]
+        return cells
     raise ConfigError(f"unknown study {study!r}; choose one of {', '.join(STUDIES)}")
 
 
@@ -112,6 +135,8 @@ def sampling_study(cfg: Config, study: str, *, root: Path | None = None, log=pri
     fingerprint = training_fingerprint(cfg, ds)
     key = {"study": study, "training_fingerprint": fingerprint, "n_samples": cfg.n_samples, "seed": cfg.seed,
            "guidance": cfg.guidance, "fcn_epochs": cfg.fcn_epochs}
+    if study == "steps":  # its cells depend on the ancestral noise setting
+        key["sample_noise"] = cfg.sample_noise
     record: dict[str, Any] = {}
     if path.is_file():
         try:
@@ -135,7 +160,8 @@ def sampling_study(cfg: Config, study: str, *, root: Path | None = None, log=pri
         t_cell = time.monotonic()
         x = model.sample(cfg.n_samples, class_labels=labels, steps=cell["steps"], t_max=cell["t_max"],
                          rescale=cell["rescale"], rescale_mode=cell["rescale_mode"],
-                         thesis_alpha=cell.get("thesis_alpha", False), generator=gen)
+                         thesis_alpha=cell.get("thesis_alpha", False), generator=gen,
+                         sampler=cell.get("sampler"), noise_scale=cell.get("noise_scale"))
         sample_s = time.monotonic() - t_cell
         x = x.cpu().numpy().astype(np.float32)
         finite = bool(np.isfinite(x).all())
@@ -166,6 +192,23 @@ def sampling_study(cfg: Config, study: str, *, root: Path | None = None, log=pri
     return record
 
 
+def steps_summary(record: dict[str, Any]) -> dict[str, Any]:
+    """What a finished ``steps`` study says: the 128-step ancestral baseline (mean and sd of its
+    repeats) and, per sampler, the fewest steps whose FID lies within two of those sds of the
+    baseline mean, or above it by no more than that (None if no cell does)."""
+    rows = [r for r in record["rows"] if r.get("fid") is not None]
+    top = max(r["steps"] for r in record["rows"])
+    base = [r["fid"] for r in rows if r["sampler"] == "ancestral" and r["steps"] == top]
+    mean = float(np.mean(base)) if base else float("nan")
+    sd = float(np.std(base, ddof=1)) if len(base) > 1 else float("nan")
+    fewest: dict[str, int | None] = {}
+    for sampler in dict.fromkeys(r["sampler"] for r in record["rows"]):
+        ok = sorted(r["steps"] for r in rows if r["sampler"] == sampler and r.get("repeat", 0) == 0
+                    and np.isfinite(sd) and r["fid"] <= mean + 2 * sd)
+        fewest[sampler] = ok[0] if ok else None
+    return {"baseline_steps": top, "baseline_mean": mean, "baseline_sd": sd, "baseline_n": len(base), "fewest": fewest}
+
+
 def load_study(path: Path) -> dict[str, Any] | None:
     """A finished study record, or None (missing, unreadable or unfinished)."""
     try:
@@ -184,8 +227,10 @@ def variant_config(cfg: Config, variant: str) -> Config:
 
 # -- command line ----------------------------------------------------------------------------------
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ablate", help="ablation studies: t_max grid (Table 3), rescaling, training variants")
-    p.add_argument("study", choices=(*STUDIES, "train"), help="tmax | rescale (sampling) or train (retrain a variant)")
+    p = sub.add_parser("ablate", help="ablation studies: t_max grid (Table 3), rescaling, samplers and steps, "
+                                      "training variants")
+    p.add_argument("study", choices=(*STUDIES, "train"),
+                   help="tmax | rescale | steps (sampling) or train (retrain a variant)")
     p.add_argument("name", help="UCR dataset")
     p.add_argument("variant", nargs="?", help=f"with 'train': one of {', '.join(TRAINING_VARIANTS)}")
     p.add_argument("-f", "--params", default="thesis", help="params file or profile (default: thesis)")
@@ -209,5 +254,6 @@ def _cli(args: argparse.Namespace) -> int:
         raise TvqError(f"'tvq ablate {args.study}' takes no variant (got {args.variant!r})")
     record = sampling_study(cfg, args.study, root=root, log=log)
     for row in record["rows"]:
-        print(json.dumps({k: row.get(k) for k in ("name", "t_max", "steps", "rescale_mode", "rescale", "fid", "is_mean")}))
+        print(json.dumps({k: row.get(k) for k in ("name", "sampler", "t_max", "steps", "rescale_mode", "rescale", "fid",
+                                                  "is_mean") if k in row}))
     return 0
