@@ -378,3 +378,18 @@ def test_variance_noise_reproduces_the_thesis_codes_step():
     torch.testing.assert_close(seen[("std", 4)].double(), mean + var.sqrt() * delta.double(), rtol=1e-5, atol=1e-5)
     with pytest.raises(ConfigError):
         sample_latent(ToyModel(), shape, sampler="ddim", steps=2, noise_scale="variance")
+
+
+def test_sample_noise_applies_to_the_ancestral_sampler_only():
+    """A profile with sample_noise=variance still samples with DDIM or DPM-Solver++ (which draw no
+    noise) when asked to; the ancestral sampler keeps the profile's setting."""
+    from tvq.config import load_config
+    from tvq.sampling import SamplerOptions
+
+    cfg = load_config("smoke", {"sample_noise": "variance"})
+    assert SamplerOptions.from_config(cfg, False).noise_scale == "variance"
+    for sampler in ("ddim", "dpmpp_2m"):
+        opts = SamplerOptions.from_config(cfg.replace(sampler=sampler), True)
+        assert (opts.sampler, opts.noise_scale) == (sampler, "std")
+    with pytest.raises(ConfigError):  # asked for explicitly, the mismatch is still an error
+        SamplerOptions.from_config(cfg.replace(sampler="ddim"), False).replace(noise_scale="variance")

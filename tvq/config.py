@@ -124,7 +124,8 @@ class Config:
     sample_batch_size: int = _field(1024, role=SAMPLING, budget=False)
     sample_bf16: bool = _field(False, role=SAMPLING)        # run the U-Nets under bfloat16 autocast while sampling
     # Ancestral noise: std (Eq. 28: sigma_{s|t} delta) or variance (sigma_{s|t}^2 delta, as every stored
-    # version of the thesis code writes model_mean + model_variance * delta).
+    # version of the thesis code writes model_mean + model_variance * delta). Only the ancestral sampler
+    # draws noise: with sampler=ddim or dpmpp_2m this field does not apply.
     sample_noise: str = _field("std", role=SAMPLING)
 
     # -- evaluation (section 2.6, 3.6, appendix D) -----------------------------------------

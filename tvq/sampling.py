@@ -533,7 +533,8 @@ class SamplerOptions:
                    guidance=cfg.guidance if conditional else 1.0, rescale=cfg.rescale, rescale_mode=cfg.rescale_mode,
                    parameterization=cfg.parameterization, lf_conditioning=cfg.lf_conditioning,
                    bf16=cfg.sample_bf16, batch_size=cfg.sample_batch_size,
-                   noise_scale=getattr(cfg, "sample_noise", "std"))
+                   # the ancestral sampler's noise; the ODE samplers draw none, so it does not apply to them
+                   noise_scale=getattr(cfg, "sample_noise", "std") if cfg.sampler == "ancestral" else "std")
 
     def replace(self, **changes: Any) -> "SamplerOptions":
         """A copy with ``changes`` (``None`` values are ignored), validated."""
