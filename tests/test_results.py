@@ -37,8 +37,8 @@ def test_an_entry_from_before_a_settled_default_is_labelled_not_reduced(monkeypa
     """When params/thesis.yaml adopts a new default, entries stored under the earlier one keep the
     thesis's budget, and their label names the earlier value; any other difference still reduces."""
     thesis = load_config("thesis")
-    changed = {k: ("quantized" if k == "stage2_latents" else "variance") for k in R.EARLIER_DEFAULTS}
-    reference = thesis.replace(**changed)
+    reference = thesis.replace(sample_noise_cond="variance", stage2_latents="quantized")
+    monkeypatch.setattr(R, "EARLIER_DEFAULTS", {"sample_noise_cond": "same", "stage2_latents": "continuous"})
     old = {**thesis.to_dict(), **R.EARLIER_DEFAULTS}
     full, label = R.budget_of(old, reference)
     assert full and label.startswith("thesis (2000+1000 ep; earlier defaults: ")
@@ -49,7 +49,7 @@ def test_an_entry_from_before_a_settled_default_is_labelled_not_reduced(monkeypa
     full, label = R.budget_of({**old, "stage2_epochs": 10}, reference)
     assert not full and "stage2_epochs=10" in label and "earlier defaults" in label
     # A value that is neither the earlier nor the current default is a plain difference.
-    full, label = R.budget_of({**old, "sample_noise": "std", "stage2_latents": "quantized", "rescale": 0.2}, reference)
+    full, label = R.budget_of({**old, "sample_noise_cond": "same", "stage2_latents": "quantized", "rescale": 0.2}, reference)
     assert not full and "rescale=0.2" in label
 
 

@@ -393,3 +393,21 @@ def test_sample_noise_applies_to_the_ancestral_sampler_only():
         assert (opts.sampler, opts.noise_scale) == (sampler, "std")
     with pytest.raises(ConfigError):  # asked for explicitly, the mismatch is still an error
         SamplerOptions.from_config(cfg.replace(sampler="ddim"), False).replace(noise_scale="variance")
+
+
+def test_guided_draws_take_their_own_noise_setting():
+    """sample_noise_cond: 'same' follows sample_noise; std or variance set the guided draws alone.
+    The thesis profile adds the code's noise to guided draws only."""
+    from tvq.config import load_config
+    from tvq.sampling import SamplerOptions
+
+    for uncond, cond, want_u, want_c in (("std", "same", "std", "std"), ("variance", "same", "variance", "variance"),
+                                         ("std", "variance", "std", "variance"), ("variance", "std", "variance", "std")):
+        cfg = load_config("smoke", {"sample_noise": uncond, "sample_noise_cond": cond})
+        assert SamplerOptions.from_config(cfg, False).noise_scale == want_u
+        assert SamplerOptions.from_config(cfg, True).noise_scale == want_c
+    thesis = load_config("thesis")
+    assert (SamplerOptions.from_config(thesis, False).noise_scale,
+            SamplerOptions.from_config(thesis, True).noise_scale) == ("std", "variance")
+    with pytest.raises(ConfigError):
+        load_config("smoke", {"sample_noise_cond": "half"})

@@ -136,7 +136,7 @@ def sampling_study(cfg: Config, study: str, *, root: Path | None = None, log=pri
     key = {"study": study, "training_fingerprint": fingerprint, "n_samples": cfg.n_samples, "seed": cfg.seed,
            "guidance": cfg.guidance, "fcn_epochs": cfg.fcn_epochs}
     if study == "steps":  # its cells depend on the ancestral noise setting
-        key["sample_noise"] = cfg.sample_noise
+        key["sample_noise"] = cfg.sample_noise  # (unconditional cells only: sample_noise_cond does not enter)
     record: dict[str, Any] = {}
     if path.is_file():
         try:

@@ -127,6 +127,10 @@ class Config:
     # version of the thesis code writes model_mean + model_variance * delta). Only the ancestral sampler
     # draws noise: with sampler=ddim or dpmpp_2m this field does not apply.
     sample_noise: str = _field("std", role=SAMPLING)
+    # The same for class-conditional sampling: same (as sample_noise) | std | variance. The parity study
+    # (book: results_development) found the code's variance noise better for guided draws on every set of
+    # trained priors it compared, and no better unconditionally; params/thesis.yaml sets it for guided draws.
+    sample_noise_cond: str = _field("same", role=SAMPLING)
 
     # -- evaluation (section 2.6, 3.6, appendix D) -----------------------------------------
     # FID, IS and TRTR: lee2023 = the thesis's own evaluators (Lee et al.'s pretrained FCNs,
@@ -181,7 +185,8 @@ _CHOICES = {
     "decoder_output": ("exact", "thesis_code"),
     "stage2_encode": ("cached_eval", "per_batch_train"),
     "sampler": ("ancestral", "ddim", "dpmpp_2m"),
-    "sample_noise": ("std", "variance"),   # tvq.sampling.SAMPLERS (a test keeps the two equal)
+    "sample_noise": ("std", "variance"),
+    "sample_noise_cond": ("same", "std", "variance"),   # tvq.sampling.SAMPLERS (a test keeps the two equal)
 }
 
 

@@ -86,7 +86,7 @@ def is_done(entry: Path) -> bool:
 
 # Sampling fields added after entries were stored, with the default that reproduces the earlier
 # behaviour: left out of the phase fingerprint at that default, so stored phases stay valid.
-_SAMPLING_ADDED_LATER = {"sampler": "ancestral", "sample_noise": "std"}
+_SAMPLING_ADDED_LATER = {"sampler": "ancestral", "sample_noise": "std", "sample_noise_cond": "same"}
 
 
 class _Phases:

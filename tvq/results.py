@@ -43,7 +43,7 @@ _NOT_BUDGET = frozenset(Config().to_dict()) - budget_fields()   # from each fiel
 # an entry still ran the thesis's budget, under the earlier default: its label says so instead of
 # calling it reduced, and :func:`entries` marks it (``earlier_defaults``) so that no table mixes the
 # two without saying so.
-EARLIER_DEFAULTS: dict[str, Any] = {"stage2_latents": "continuous", "sample_noise": "std"}
+EARLIER_DEFAULTS: dict[str, Any] = {"sample_noise_cond": "same"}
 
 
 def thesis_table(number: int) -> pd.DataFrame:

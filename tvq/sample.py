@@ -46,7 +46,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
 
 # The Config fields a trained model can be sampled with differently (everything else was fixed by training).
 SAMPLING_KEYS = ("sampler", "steps_uncond", "steps_cond", "guidance", "rescale", "rescale_mode", "t_max",
-                 "sample_batch_size", "sample_bf16", "sample_noise", "n_samples", "seed", "threads")
+                 "sample_batch_size", "sample_bf16", "sample_noise", "sample_noise_cond", "n_samples", "seed",
+                 "threads")
 
 
 def _cli_sample(args: argparse.Namespace) -> int:

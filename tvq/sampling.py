@@ -534,7 +534,7 @@ class SamplerOptions:
                    parameterization=cfg.parameterization, lf_conditioning=cfg.lf_conditioning,
                    bf16=cfg.sample_bf16, batch_size=cfg.sample_batch_size,
                    # the ancestral sampler's noise; the ODE samplers draw none, so it does not apply to them
-                   noise_scale=getattr(cfg, "sample_noise", "std") if cfg.sampler == "ancestral" else "std")
+                   noise_scale=_noise_scale(cfg, conditional) if cfg.sampler == "ancestral" else "std")
 
     def replace(self, **changes: Any) -> "SamplerOptions":
         """A copy with ``changes`` (``None`` values are ignored), validated."""
@@ -546,6 +546,13 @@ class SamplerOptions:
                     guidance=self.guidance, rescale=self.rescale, rescale_mode=self.rescale_mode,
                     parameterization=self.parameterization, lf_conditioning=self.lf_conditioning,
                     bf16=self.bf16, thesis_alpha=self.thesis_alpha, noise_scale=self.noise_scale)
+
+
+def _noise_scale(cfg, conditional: bool) -> str:
+    """The ancestral noise of the protocol's unconditional or class-conditional draws."""
+    uncond = getattr(cfg, "sample_noise", "std")
+    cond = getattr(cfg, "sample_noise_cond", "same")
+    return cond if conditional and cond != "same" else uncond
 
 
 def sampler_kwargs(cfg, conditional: bool) -> dict[str, Any]:
