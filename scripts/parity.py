@@ -74,15 +74,29 @@ def score_run(run: Path, n: int, per_class: int, seed: int) -> dict:
     return out
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", type=Path)
-    ap.add_argument("--name", action="append", default=None, help="one name per run (default: the folder name)")
+def add_scoring_args(ap: argparse.ArgumentParser) -> None:
+    """The options this script shares with ``parity_sampling.py``."""
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--n", type=int, default=512)
     ap.add_argument("--per-class", type=int, default=128)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
+
+
+def merge_entry(out: Path, name: str, entry: dict) -> None:
+    """Put one entry into the JSON file ``out`` (atomically; several scripts may write it side by side)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with run_lock(out.parent):
+        store = json.loads(out.read_text()) if out.is_file() else {}
+        store[name] = entry
+        write_json(out, store)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--name", action="append", default=None, help="one name per run (default: the folder name)")
+    add_scoring_args(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     names = args.name or [r.name for r in args.runs]
@@ -91,11 +105,7 @@ def main() -> int:
         return 2
     for name, run in zip(names, args.runs):
         entry = score_run(run, args.n, args.per_class, args.seed)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with run_lock(args.out.parent):   # several of these may run side by side into one file
-            store = json.loads(args.out.read_text()) if args.out.is_file() else {}
-            store[name] = entry
-            write_json(args.out, store)
+        merge_entry(args.out, name, entry)
         print(f"{name}: FID {entry['bands']['samples']['fid']:.2f} split {entry['bands']['classes']['samples']}",
               flush=True)
     return 0

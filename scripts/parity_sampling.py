@@ -19,7 +19,6 @@ several of these can run side by side into one file. The book's development chap
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,11 +29,12 @@ import torch
 
 from tvq.data import load_ucr
 from tvq.evaluate import evaluator_scores
-from tvq.io import write_json
 from tvq.lee2023 import load_evaluator
-from tvq.locks import run_lock
 from tvq.sampling import SamplerOptions
 from tvq.train import hardware_summary, load_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from parity import add_scoring_args, merge_entry  # noqa: E402  (the sibling script)
 
 
 def parse_setting(text: str) -> dict[str, Any]:
@@ -92,22 +92,14 @@ def main() -> int:
     ap.add_argument("--name", default=None, help="the run's name in the file (default: its folder name)")
     ap.add_argument("--setting", action="append", default=None,
                     help="comma-separated SamplerOptions fields, or 'base' (repeatable; default: base)")
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--n", type=int, default=512)
-    ap.add_argument("--per-class", type=int, default=128)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=1)
+    add_scoring_args(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     settings = [(text, parse_setting(text)) for text in (args.setting or ["base"])]
     name = args.name or args.run.name
     for text, setting in settings:
         entry = score(args.run, setting, args.n, args.per_class, args.seed)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with run_lock(args.out.parent):   # several of these may run side by side into one file
-            store = json.loads(args.out.read_text()) if args.out.is_file() else {}
-            store[f"{name} | {text}"] = entry
-            write_json(args.out, store)
+        merge_entry(args.out, f"{name} | {text}", entry)
         u, c = entry["uncond"], entry["cond"]
         print(f"{name} | {text}: FID {u['fid']:.2f} split {np.round(u['class_split'], 3).tolist()} "
               f"cond FID {c['fid']:.2f} accuracy {np.round(c['per_class_accuracy'], 3).tolist()}", flush=True)
