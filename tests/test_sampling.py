@@ -317,12 +317,15 @@ def test_cascade_runs_every_sampler_and_the_callback_sees_each_step():
 
 
 def test_the_sampler_is_a_sampling_option_only():
-    """Config's sampler choices are the registry's, and choosing one moves no training fingerprint."""
+    """Config takes its sampler choices from the registry (so a new sampler needs no config line),
+    and choosing one moves no training fingerprint."""
     from tvq.config import _CHOICES
     from tvq.data import load_ucr
     from tvq.train import training_fingerprint
 
-    assert _CHOICES["sampler"] == SAMPLERS
+    assert "sampler" not in _CHOICES
+    with pytest.raises(ConfigError, match="'sampler' must be one of ancestral, ddim, dpmpp_2m"):
+        load_config("smoke", {"sampler": "euler"})
     cfg = load_config("smoke", dataset="ECG200")
     ds = load_ucr("ECG200")
     assert all(training_fingerprint(cfg.replace(sampler=s), ds) == training_fingerprint(cfg, ds) for s in SAMPLERS)

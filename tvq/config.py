@@ -184,7 +184,6 @@ _CHOICES = {
     "width_rule": ("thesis_text", "thesis_code"),
     "decoder_output": ("exact", "thesis_code"),
     "stage2_encode": ("cached_eval", "per_batch_train"),
-    "sampler": ("ancestral", "ddim", "dpmpp_2m"),
     "sample_noise": ("std", "variance"),
     "sample_noise_cond": ("same", "std", "variance"),   # tvq.sampling.SAMPLERS (a test keeps the two equal)
 }
@@ -246,7 +245,9 @@ def _validate(cfg: Config) -> None:
     for key in ("stage1_weight_decay", "stage2_weight_decay", "fcn_weight_decay", "beta"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"parameter {key!r} must be >= 0, got {getattr(cfg, key)}")
-    for key, allowed in _CHOICES.items():
+    from .sampling import SAMPLERS  # the samplers' one list is their registry
+
+    for key, allowed in {**_CHOICES, "sampler": SAMPLERS}.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"parameter {key!r} must be one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
     if not 0.0 < cfg.t_max <= 1.0:

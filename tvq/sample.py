@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import _CHOICES, SEED_MAX
+from .config import SEED_MAX
+from .sampling import SAMPLERS
 from .device import seed_everything, set_threads
 from .errors import ConfigError, EvaluationError
 from .io import check_output, save_npys
@@ -25,7 +26,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                        help="class index 0..C-1 for every series; default unconditional")
     which.add_argument("--by-proportion", action="store_true",
                        help="class-conditional with the training class proportions (thesis protocol)")
-    p.add_argument("--sampler", choices=_CHOICES["sampler"], default=None,
+    p.add_argument("--sampler", choices=SAMPLERS, default=None,
                    help="ancestral (Algorithm 3, the thesis's; default: the run's) or a deterministic ODE solver")
     p.add_argument("--steps", type=int, default=None, help="denoising steps for LF and HF")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance weight w >= 0")
