@@ -273,6 +273,12 @@ def test_dpmpp_2m_converges_at_second_order_and_ddim_at_first():
     assert 0.4 < err[("ddim", 16)] / err[("ddim", 8)] < 0.6
     assert err[("dpmpp_2m", 16)] / err[("dpmpp_2m", 8)] < 0.3
     assert err[("dpmpp_2m", 16)] < err[("ddim", 16)] / 3
+    # The singlestep solver (two evaluations a step): each doubling cuts its error by clearly more
+    # than the 2x of a first-order method (the first-order last step to t = 0 keeps it above 4x).
+    err[("dpmpp_2s", 32)] = (run("dpmpp_2s", 32) - ref).abs().mean().item()
+    assert err[("dpmpp_2s", 16)] / err[("dpmpp_2s", 8)] < 0.4
+    assert err[("dpmpp_2s", 32)] / err[("dpmpp_2s", 16)] < 0.4
+    assert err[("dpmpp_2s", 16)] < err[("ddim", 16)] / 2
 
 
 def test_ode_samplers_are_deterministic_given_the_start():
@@ -297,7 +303,7 @@ def test_denoiser_reads_every_parameterisation_like_the_diffusion_module():
 
 
 def test_sampler_registry_and_errors():
-    assert SAMPLERS == ("ancestral", "ddim", "dpmpp_2m")
+    assert SAMPLERS == ("ancestral", "ddim", "dpmpp_2m", "dpmpp_2s")
     with pytest.raises(ConfigError, match="sampler must be one of"):
         sample_latent(ToyModel(), (2, 1, 3), sampler="euler", steps=4)
     with pytest.raises(ConfigError, match="ancestral"):
@@ -324,7 +330,7 @@ def test_the_sampler_is_a_sampling_option_only():
     from tvq.train import training_fingerprint
 
     assert "sampler" not in _CHOICES
-    with pytest.raises(ConfigError, match="'sampler' must be one of ancestral, ddim, dpmpp_2m"):
+    with pytest.raises(ConfigError, match="'sampler' must be one of ancestral, ddim, dpmpp_2m, dpmpp_2s"):
         load_config("smoke", {"sampler": "euler"})
     cfg = load_config("smoke", dataset="ECG200")
     ds = load_ucr("ECG200")
