@@ -55,6 +55,12 @@ def score_run(run: Path, n: int, per_class: int, seed: int) -> dict:
            "budget": {"stage1_epochs": cfg["stage1_epochs"], "stage2_epochs": cfg["stage2_epochs"],
                       "steps_uncond": cfg["steps_uncond"], "steps_cond": cfg["steps_cond"]},
            "wall_s": run_json.get("wall_s"), "hardware": run_json.get("hardware")}
+    # What the priors were trained on: the scalers S and the spread of the scaled training latents
+    # (1 by construction with latent_scaler=latents; the projected latents' own spread otherwise).
+    z0_lf, z0_hf = model.encode(torch.from_numpy(ds.x_train))
+    out["latents"] = {"scaler_lf": [float(model.scaler_lf.mean), float(model.scaler_lf.std)],
+                      "scaler_hf": [float(model.scaler_hf.mean), float(model.scaler_hf.std)],
+                      "z0_std_lf": float(z0_lf.std()), "z0_std_hf": float(z0_hf.std())}
     stored = run / "uncond.npy"
     if stored.is_file():
         x = np.load(stored, allow_pickle=False).astype(np.float32)

@@ -66,21 +66,26 @@ def test_every_thesis_code_quirk_with_an_option_is_a_real_field_and_differs_from
         assert getattr(default, q.option) != q.code_value, f"{q.option}: the thesis profile already has the code's value"
     cfg = load_config("thesis", thesis_code_overrides())  # all of them together form a valid config
     assert cfg.unet_block_padding == "zeros" and cfg.hf_time_loss == "l1"
-    assert missing_options() == []  # every difference the quirk list knows has an option
+    # every difference the quirk list knows has an option, except the codebooks' drift in stage 2
+    # (a fixed point when one batch holds the training set)
+    assert missing_options() == ["stage 2: the codebooks while the priors train"]
+    assert cfg.latent_scaler == "encoder_output" and cfg.rescale == 1.0
     assert cfg.decoder_output == "thesis_code"
     assert cfg.hf_condition == "thesis_code" and cfg.stage2_latents == "quantized"
 
 
 def test_the_thesis_code_profile_is_the_thesis_profile_plus_every_quirk():
     """params/thesis-code.yaml differs from params/thesis.yaml in the quirks' options only, each at
-    the code's value; t_max stays at the text's 0.99 on purpose (the comparison with the code ran there)."""
+    the code's value; t_max and rescale stay at the text's 0.99 and 0.1 on purpose (the comparison with
+    the code ran there). Guided draws use the code's Eq. (28) noise, not the thesis profile's sigma^2 delta."""
     from tvq.quirks import thesis_code_overrides
 
     text, code = load_config("thesis").to_dict(), load_config("thesis-code").to_dict()
     differs = {k for k in text if text[k] != code[k]} - {"profile"}
-    expected = {k: v for k, v in thesis_code_overrides().items() if k != "t_max"}
-    assert differs == set(expected)
+    expected = {k: v for k, v in thesis_code_overrides().items() if k not in ("t_max", "rescale")}
+    assert differs == set(expected) | {"sample_noise_cond"}
     assert all(code[k] == v for k, v in expected.items())
+    assert code["sample_noise_cond"] == "std" and code["sample_noise"] == "std"
 
 
 def test_every_field_declares_one_role_and_the_derived_sets_are_the_old_lists():

@@ -227,3 +227,40 @@ def test_stage2_encode_per_batch_train_uses_batch_statistics(ecg200):
     assert not torch.allclose(alone, in_batch[:8], atol=1e-4)
     assert torch.allclose(model.encode(x[:8])[0], model.encode(x)[0][:8], atol=1e-5)  # eval mode: no dependence
     assert not model.stage1.training  # the mode it had before is restored
+
+
+def test_latent_scaler_options_fit_what_they_say(ecg200):
+    """latents: the priors' inputs get mean 0 and std 1; encoder_output: S is the 64-channel (here
+    hidden_dim) encoder output's mean and std, as the thesis code's run_stage.py fits it, so the
+    scaled latents keep their own spread; none: identity scalers."""
+    from tvq.train import training_fingerprint
+
+    x = torch.from_numpy(ecg200.x_train[:64])
+    cfg = tiny()
+    base = TimeVQVDM.from_config(cfg, length=96, n_classes=2).eval()
+    state = base.state_dict()
+    z_lf, z_hf = base._encode_unscaled(x)
+    fitted = {}
+    for option in ("latents", "encoder_output", "none"):
+        model = TimeVQVDM.from_config(tiny(latent_scaler=option), length=96, n_classes=2).eval()
+        model.load_state_dict(state)
+        model.fit_scalers(x)
+        fitted[option] = model
+        s_lf, s_hf = model.encode(x)
+        if option == "latents":
+            assert abs(float(s_lf.mean())) < 1e-4 and abs(float(s_lf.std()) - 1) < 1e-4
+            assert abs(float(s_hf.std()) - 1) < 1e-4
+        elif option == "none":
+            torch.testing.assert_close(s_lf, z_lf)
+            torch.testing.assert_close(s_hf, z_hf)
+        else:
+            h_lf, h_hf = model.stage1.encoder_output(x)
+            assert h_lf.shape[1] == cfg.hidden_dim  # before the projection to d channels
+            torch.testing.assert_close(model.scaler_lf.std, h_lf.std())
+            torch.testing.assert_close(model.scaler_hf.mean, h_hf.mean())
+            torch.testing.assert_close(s_lf, (z_lf - h_lf.mean()) / h_lf.std())
+    assert not torch.allclose(fitted["encoder_output"].scaler_lf.std, fitted["latents"].scaler_lf.std)
+    # a stored run (default) keeps its fingerprint; the other two are other runs
+    prints = {o: training_fingerprint(tiny(latent_scaler=o), ecg200) for o in ("latents", "encoder_output", "none")}
+    assert len(set(prints.values())) == 3
+    assert prints["latents"] == training_fingerprint(tiny(), ecg200)

@@ -110,6 +110,12 @@ class Config:
     # How stage 2 gets its latents: encoded once in eval mode (tvq), or every batch with the
     # frozen encoders in train mode (the thesis code: batch statistics, drifting running stats).
     stage2_encode: str = _field("cached_eval", role=TRAINING)
+    # What S_LF and S_HF are fitted on: the projected latents that the priors model (the text,
+    # §3.3: unit-variance inputs), the 64-channel encoder output before the VQ's 64 -> 4 projection
+    # (what the thesis code's run_stage.py measures, so its scalers come out near (0, 1) and the
+    # priors see the projected latents un-standardised), or none (identity scalers, as the newest
+    # stored two-band experiment has it).
+    latent_scaler: str = _field("latents", role=TRAINING)
 
     # -- sampling (Algorithm 3-4) ---------------------------------------------------------
     sampler: str = _field("ancestral", role=SAMPLING)       # ancestral (Algorithm 3, the thesis) | ddim | dpmpp_2m (deterministic ODE solvers)
@@ -123,9 +129,9 @@ class Config:
     n_runs: int = _field(3, role=SAMPLING)
     sample_batch_size: int = _field(1024, role=SAMPLING, budget=False)
     sample_bf16: bool = _field(False, role=SAMPLING)        # run the U-Nets under bfloat16 autocast while sampling
-    # Ancestral noise: std (Eq. 28: sigma_{s|t} delta) or variance (sigma_{s|t}^2 delta, as every stored
-    # version of the thesis code writes model_mean + model_variance * delta). Only the ancestral sampler
-    # draws noise: with sampler=ddim or dpmpp_2m this field does not apply.
+    # Ancestral noise: std (Eq. 28: sigma_{s|t} delta, also the newest stored diffusion_model/vdm.py) or
+    # variance (sigma_{s|t}^2 delta, as the thesis code's older versions write model_mean + model_variance
+    # * delta). Only the ancestral sampler draws noise: with the ODE samplers this field does not apply.
     sample_noise: str = _field("std", role=SAMPLING)
     # The same for class-conditional sampling: same (as sample_noise) | std | variance. The parity study
     # (book: results_development) found the code's variance noise better for guided draws on every set of
@@ -184,6 +190,7 @@ _CHOICES = {
     "width_rule": ("thesis_text", "thesis_code"),
     "decoder_output": ("exact", "thesis_code"),
     "stage2_encode": ("cached_eval", "per_batch_train"),
+    "latent_scaler": ("latents", "encoder_output", "none"),
     "sample_noise": ("std", "variance"),
     "sample_noise_cond": ("same", "std", "variance"),   # tvq.sampling.SAMPLERS (a test keeps the two equal)
 }

@@ -112,10 +112,25 @@ class TimeVQVDM(nn.Module):
 
     @torch.no_grad()
     def fit_scalers(self, x_train: Tensor) -> None:
-        """Fit S_LF and S_HF on the encoded training set (frozen stage 1, eval mode)."""
-        z_lf, z_hf = self._encode_unscaled(x_train)
-        self.scaler_lf.fit(z_lf)
-        self.scaler_hf.fit(z_hf)
+        """Fit S_LF and S_HF on the encoded training set (frozen stage 1, eval mode).
+
+        ``latent_scaler`` says on what: ``latents`` (the text: the projected latents the priors
+        model, which then have mean 0 and std 1), ``encoder_output`` (the thesis code: the
+        64-channel output before the projection, whose final batch norm puts the scalers near
+        (0, 1) whatever the projected latents' spread) or ``none`` (identity scalers).
+        """
+        if self.cfg.latent_scaler == "none":
+            for s in (self.scaler_lf, self.scaler_hf):
+                s.mean.zero_()
+                s.std.fill_(1.0)
+        elif self.cfg.latent_scaler == "encoder_output":
+            parts = [self.stage1.encoder_output(chunk.to(self.device)) for chunk in x_train.split(512)]
+            self.scaler_lf.fit(torch.cat([p[0] for p in parts]))
+            self.scaler_hf.fit(torch.cat([p[1] for p in parts]))
+        else:
+            z_lf, z_hf = self._encode_unscaled(x_train)
+            self.scaler_lf.fit(z_lf)
+            self.scaler_hf.fit(z_hf)
         if getattr(self.unet_hf, "cond_thesis_code", False):  # the HF prior sees the LF latent un-scaled
             self.unet_hf.cond_mean.copy_(self.scaler_lf.mean)
             self.unet_hf.cond_std.copy_(self.scaler_lf.std)

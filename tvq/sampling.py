@@ -266,9 +266,9 @@ def sample_ancestral(
         device: where to sample; default the model's device.
         bf16: run the network under bfloat16 autocast (the sampler's arithmetic stays float32).
         thesis_alpha: reproduce the thesis code's float32 α(1) < 0 (see :func:`step_coefficients`).
-        noise_scale: ``std`` adds σ_{s|t,0} δ (Eq. 28); ``variance`` adds σ²_{s|t,0} δ, as every
-            stored version of the thesis code does (``model_mean + model_variance * delta``):
-            less noise than the posterior has, at every step.
+        noise_scale: ``std`` adds σ_{s|t,0} δ (Eq. 28); ``variance`` adds σ²_{s|t,0} δ, as the thesis
+            code's older versions do (``model_mean + model_variance * delta``; its newest
+            ``diffusion_model/vdm.py`` adds σ δ): less noise than the posterior has, at every step.
 
     Returns:
         z0 (B, C, W), float32, in the scaled latent space of the prior.
@@ -541,7 +541,7 @@ class SamplerOptions:
     bf16: bool = False
     batch_size: int = 1024
     thesis_alpha: bool = False       # the thesis code's float32 alpha(1) < 0 (ancestral only)
-    noise_scale: str = "std"         # std (Eq. 28) | variance (the thesis code's sigma^2 delta; ancestral only)
+    noise_scale: str = "std"         # std (Eq. 28) | variance (older thesis code's sigma^2 delta; ancestral only)
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:

@@ -414,6 +414,11 @@ class VQVAE(nn.Module):
             h = self.encoder(u)
         return self.vq.project(h.float())
 
+    def encoder_output(self, u: torch.Tensor) -> torch.Tensor:
+        """``E(u)`` before the VQ's input projection, ``(B, C, H, W')`` (C = 64 channels)."""
+        with self._autocast(u):
+            return self.encoder(u).float()
+
     def decode(self, z_q: torch.Tensor) -> torch.Tensor:
         """Quantised projected latent ``(B, H, W', d)`` → decoder output ``(B, 2, H, W)`` (not yet zero-padded)."""
         h = self.vq.unproject(z_q)
@@ -654,6 +659,19 @@ class Stage1(nn.Module):
         try:
             u_lf, u_hf = self.split(x)
             return self.lf.encode(self._conv_layout(u_lf)), self.hf.encode(self._conv_layout(u_hf))
+        finally:
+            self.train(was_training)
+
+    @torch.no_grad()
+    def encoder_output(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both bands' encoder outputs before the 64 -> 4 projection, ``(B, C, H, W')`` each, in eval
+        mode: what the thesis code's ``run_stage.py`` fits its latent scalers on."""
+        was_training = self.training
+        self.eval()
+        try:
+            u_lf, u_hf = self.split(x)
+            return (self.lf.encoder_output(self._conv_layout(u_lf)),
+                    self.hf.encoder_output(self._conv_layout(u_hf)))
         finally:
             self.train(was_training)
 
