@@ -84,9 +84,11 @@ def is_done(entry: Path) -> bool:
     return (entry / DONE).is_file() and (entry / "entry.json").is_file()
 
 
-# Sampling fields added after entries were stored, with the default that reproduces the earlier
+# Fields added after entries' phases were stored, with the default that reproduces the earlier
 # behaviour: left out of the phase fingerprint at that default, so stored phases stay valid.
-_SAMPLING_ADDED_LATER = {"sampler": "ancestral", "sample_noise": "std", "sample_noise_cond": "same"}
+# (Training fields added before the first phases were written are not listed: their phases have them.)
+_SAMPLING_ADDED_LATER = {"sampler": "ancestral", "sample_noise": "std", "sample_noise_cond": "same",
+                         "latent_scaler": "latents"}
 
 
 class _Phases:
