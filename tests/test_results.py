@@ -140,3 +140,17 @@ def test_hardware_label_names_the_gpu_or_the_cpu_with_its_threads():
     assert hardware_label({"device": "cuda", "gpu": "NVIDIA H200", "cpu": "Xeon", "threads": 16}) == "NVIDIA H200"
     assert hardware_label({"device": "cpu", "gpu": None, "cpu": "AMD EPYC", "threads": 1}) == "AMD EPYC, 1 thread(s)"
     assert hardware_label({}) == "?, ? thread(s)"
+
+
+def test_markdown_table_without_rows_is_still_one_table():
+    # A {table} directive around a glued table fails the strict build unless the glue holds
+    # exactly one table: a chapter whose runs are missing must still produce one.
+    from tvq.figures import markdown_table
+
+    md = markdown_table([], ["run", "FID"], ["l", "r"], empty="not run yet")
+    lines = md.splitlines()
+    assert lines == ["| run | FID |", "| :--- | ---: |", "| not run yet | – |"]
+    assert markdown_table([], ["a"]) == "| a |\n| :--- |"
+    import pytest
+    with pytest.raises(ValueError):
+        markdown_table([["x", "y"]], ["a"])

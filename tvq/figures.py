@@ -72,8 +72,13 @@ def glue_value(name: str, value: Any, fmt: str | None = None) -> None:
 
 
 def markdown_table(rows: Iterable[Sequence[Any]], headers: Sequence[str],
-                   align: Sequence[str] | None = None) -> str:
-    """A GitHub-flavoured Markdown table; ``align`` holds ``l``, ``r`` or ``c`` per column."""
+                   align: Sequence[str] | None = None, empty: str | None = None) -> str:
+    """A GitHub-flavoured Markdown table; ``align`` holds ``l``, ``r`` or ``c`` per column.
+
+    With no rows and ``empty`` given, the table keeps its header and holds one row that says
+    ``empty`` (the other cells "–"): a ``{table}`` directive around a glued table needs exactly
+    one table, so a chapter whose results are not there yet must still glue one.
+    """
     def cell(v: Any) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")
 
@@ -81,6 +86,9 @@ def markdown_table(rows: Iterable[Sequence[Any]], headers: Sequence[str],
     rule = {"l": ":---", "r": "---:", "c": ":---:"}
     lines = ["| " + " | ".join(cell(h) for h in headers) + " |",
              "| " + " | ".join(rule[a] for a in align) + " |"]
+    rows = [list(r) for r in rows]
+    if not rows and empty is not None:
+        rows = [[empty] + ["–"] * (len(headers) - 1)]
     for row in rows:
         if len(row) != len(headers):
             raise ValueError(f"row {row!r} has {len(row)} cells, the header {len(headers)}")
