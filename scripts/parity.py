@@ -40,7 +40,9 @@ from tvq.train import load_model
 
 
 def config_diff(cfg: dict) -> dict:
-    base = load_config("thesis", dataset=cfg["dataset"]).to_dict()
+    """The run's settings that differ from the text's model (params/thesis-text.yaml: a fixed
+    reference, unlike params/thesis.yaml, which the parity study itself settles)."""
+    base = load_config("thesis-text", dataset=cfg["dataset"]).to_dict()
     skip = {"profile", "threads", "device", "dataset"}
     return {k: v for k, v in cfg.items() if k not in skip and base.get(k) != v}
 

@@ -5,7 +5,7 @@
 #
 #   scripts/parity_run.sh NAME PROFILE SEED [KEY=VALUE ...]      (DS=ECG200 for another dataset)
 #   scripts/parity_run.sh code-scaler-s0 thesis-code 0
-#   scripts/parity_run.sh thesis-scaler-s1 thesis 1 latent_scaler=encoder_output
+#   scripts/parity_run.sh thesis-scaler-s1 thesis-text 1 latent_scaler=encoder_output
 #
 # The run folder is runs/parity/<dataset>-NAME (git-ignored); an interrupted run resumes from its checkpoint.
 set -u

@@ -58,13 +58,13 @@ def test_bad_files(tmp_path: Path):
 def test_every_thesis_code_quirk_with_an_option_is_a_real_field_and_differs_from_the_default():
     from tvq.quirks import QUIRKS, missing_options, thesis_code_overrides
 
-    default = load_config("thesis")
+    default = load_config("thesis-text")
     for q in QUIRKS:
         if q.option is None:
             continue
         assert hasattr(default, q.option), q.option
-        assert getattr(default, q.option) != q.code_value, f"{q.option}: the thesis profile already has the code's value"
-    cfg = load_config("thesis", thesis_code_overrides())  # all of them together form a valid config
+        assert getattr(default, q.option) != q.code_value, f"{q.option}: the thesis-text profile has the code's value"
+    cfg = load_config("thesis-text", thesis_code_overrides())  # all of them together form a valid config
     assert cfg.unet_block_padding == "zeros" and cfg.hf_time_loss == "l1"
     # every difference the quirk list knows has an option, except the codebooks' drift in stage 2
     # (a fixed point when one batch holds the training set)
@@ -74,18 +74,37 @@ def test_every_thesis_code_quirk_with_an_option_is_a_real_field_and_differs_from
     assert cfg.hf_condition == "thesis_code" and cfg.stage2_latents == "quantized"
 
 
-def test_the_thesis_code_profile_is_the_thesis_profile_plus_every_quirk():
-    """params/thesis-code.yaml differs from params/thesis.yaml in the quirks' options only, each at
+def test_the_thesis_code_profile_is_the_text_profile_plus_every_quirk():
+    """params/thesis-code.yaml differs from params/thesis-text.yaml in the quirks' options only, each at
     the code's value; t_max and rescale stay at the text's 0.99 and 0.1 on purpose (the comparison with
-    the code ran there). Guided draws use the code's Eq. (28) noise, not the thesis profile's sigma^2 delta."""
+    the code ran there). Guided draws use the code's Eq. (28) noise, not the text profile's sigma^2 delta."""
     from tvq.quirks import thesis_code_overrides
 
-    text, code = load_config("thesis").to_dict(), load_config("thesis-code").to_dict()
+    text, code = load_config("thesis-text").to_dict(), load_config("thesis-code").to_dict()
     differs = {k for k in text if text[k] != code[k]} - {"profile"}
     expected = {k: v for k, v in thesis_code_overrides().items() if k not in ("t_max", "rescale")}
     assert differs == set(expected) | {"sample_noise_cond"}
     assert all(code[k] == v for k, v in expected.items())
     assert code["sample_noise_cond"] == "std" and code["sample_noise"] == "std"
+
+
+def test_the_settled_thesis_profile_takes_the_codes_choices_except_its_bugs():
+    """params/thesis.yaml (settled by the parity study) = the text's profile with every quirk of the
+    code adopted except the two bugs (the never-trained HF condition, the train-mode re-encoding), the
+    scoring rule and the sampler settings; tvq.quirks.adopted reads the same split off the profiles."""
+    from tvq.quirks import QUIRKS, adopted, thesis_code_overrides
+
+    text, settled, code = (load_config(p).to_dict() for p in ("thesis-text", "thesis", "thesis-code"))
+    kept = {"hf_condition", "stage2_encode", "score_series", "t_max", "rescale"}
+    taken = {k: v for k, v in thesis_code_overrides().items() if k not in kept}
+    assert {k for k in text if text[k] != settled[k]} - {"profile"} == set(taken)
+    assert all(settled[k] == v for k, v in taken.items())
+    assert {k for k in settled if settled[k] != code[k]} - {"profile"} == {"hf_condition", "stage2_encode",
+                                                                            "score_series", "sample_noise_cond"}
+    names = {q.option for q in adopted("thesis")}
+    assert names == set(taken)
+    assert {q.option for q in adopted("thesis-text")} == set()
+    assert {q.option for q in adopted("thesis-code")} == {q.option for q in QUIRKS if q.option} - {"t_max", "rescale"}
 
 
 def test_every_field_declares_one_role_and_the_derived_sets_are_the_old_lists():
@@ -123,6 +142,26 @@ def test_a_new_sampling_field_does_not_move_the_training_fingerprint():
     retrain = dataclasses.make_dataclass("Retrain", [("train_new_knob", float, _field(0.5, role=TRAINING))],
                                          bases=(Config,))
     assert training_fingerprint(retrain(**base.to_dict(), train_new_knob=0.7), ds) != training_fingerprint(base, ds)
+
+
+def test_settling_the_defaults_moves_the_fingerprints_so_stale_runs_are_not_reused():
+    """Checkpoints and stored phases trained under the text's settings must not be picked up by the
+    settled thesis profile: its training fingerprint and its phase key both differ; the text's
+    profile still has the fingerprint the thesis profile had before (stored runs of it resume)."""
+    import dataclasses
+
+    from tvq.config import TRAINING
+    from tvq.data import load_ucr
+    from tvq.train import _ADDED_LATER, training_fingerprint
+
+    ds = load_ucr("ECG200")
+    settled, text = load_config("thesis", dataset="ECG200"), load_config("thesis-text", dataset="ECG200")
+    assert training_fingerprint(settled, ds) != training_fingerprint(text, ds)
+    # the text's profile with a changed weight decay alone is yet another model
+    assert training_fingerprint(text.replace(stage1_weight_decay=1e-5), ds) != training_fingerprint(text, ds)
+    # every field the text's profile sits at an "added later" default is left out of its fingerprint
+    training = {f.name for f in dataclasses.fields(text) if f.metadata.get("role") == TRAINING}
+    assert all(getattr(text, k) == v for k, v in _ADDED_LATER.items() if k in training)
 
 
 def test_profiles_are_installed_as_package_data(monkeypatch, tmp_path):

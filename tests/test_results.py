@@ -53,6 +53,19 @@ def test_an_entry_from_before_a_settled_default_is_labelled_not_reduced(monkeypa
     assert not full and "rescale=0.2" in label
 
 
+def test_the_earlier_defaults_are_the_text_profiles_values_where_the_settled_profile_moved():
+    """Every field params/thesis.yaml changed from params/thesis-text.yaml is in EARLIER_DEFAULTS with
+    the text's value, so a stored entry of the text's model is labelled, not called reduced."""
+    text, settled = load_config("thesis-text").to_dict(), load_config("thesis").to_dict()
+    moved = {k: text[k] for k in text if text[k] != settled[k] and k != "profile"}
+    assert moved and all(R.EARLIER_DEFAULTS.get(k) == v for k, v in moved.items())
+    old = {**text, "sample_noise_cond": "same", "profile": "thesis"}
+    full, label = R.budget_of(old)
+    assert full and f"the thesis text's model, {len(moved) + 1} settings" in label
+    assert R.earlier_defaults(old) == {**moved, "sample_noise_cond": "same"}
+    assert R.budget_of(settled) == (True, "thesis (2000+1000 ep)")
+
+
 def test_loglog_fit_recovers_a_power_law():
     x = np.array([10.0, 30.0, 100.0, 300.0, 1000.0])
     slope, icpt = R.loglog_fit(x, 3.0 * x ** -0.5)

@@ -216,7 +216,7 @@ def test_the_padding_option_leaves_existing_fingerprints_alone():
     from tvq.train import training_fingerprint
 
     ds = load_ucr("ECG200")
-    cfg = load_config("thesis", dataset="ECG200")
+    cfg = load_config("thesis-text", dataset="ECG200")  # the text's model: the options at their old values
     base = training_fingerprint(cfg, ds)
     assert training_fingerprint(cfg.replace(unet_block_padding="zeros"), ds) != base
     assert training_fingerprint(cfg.replace(unet_attn_norm="positions"), ds) != base

@@ -1,10 +1,12 @@
 """Where the thesis's published code computes something other than its text says, and the tvq
 option that selects either behaviour.
 
-tvq follows the text (or fixes what we read as a bug) by default. Each quirk the code has is
-listed here once, with the :class:`tvq.config.Config` field that switches to the code's
-behaviour and the value that does it, so that a variant reproducing the code can be assembled
-from this list and the book can print it. ``option=None`` marks a difference that has no
+The :class:`tvq.config.Config` defaults and ``params/thesis-text.yaml`` follow the text (or fix
+what we read as a bug). ``params/thesis.yaml`` takes the code's choice wherever the parity study
+found the text's worse and the code's is not a bug (:func:`adopted` reads which off the profile);
+``params/thesis-code.yaml`` takes every one. Each quirk the code has is listed here once, with the
+field that switches to the code's behaviour and the value that does it, so that a variant
+reproducing the code can be assembled from this list and the book can print it. ``option=None`` marks a difference that has no
 option yet. Sources: reading martintufte/TimeVQ-VDM and running it (``../shared/docs/DESIGN.md``).
 
 Which version: the run that produced the code's GunPoint figure is not among the stored commits (its
@@ -23,7 +25,7 @@ from typing import Any
 @dataclasses.dataclass(frozen=True)
 class Quirk:
     what: str                 # the part of the model
-    text: str                 # what the thesis's text specifies (tvq's default)
+    text: str                 # what the thesis's text specifies (the Config default)
     code: str                 # what the published code computes
     option: str | None        # the Config field that selects it, None while there is none
     code_value: Any = None    # the value of that field that reproduces the code
@@ -79,3 +81,12 @@ def thesis_code_overrides() -> dict[str, Any]:
 def missing_options() -> list[str]:
     """The quirks with no option yet: what a full ``thesis-code`` variant still lacks."""
     return [q.what for q in QUIRKS if q.option is None]
+
+
+def adopted(profile: str = "thesis") -> list[Quirk]:
+    """The quirks whose option ``profile`` sets to the code's value: where that profile follows the
+    thesis's code instead of its text."""
+    from .config import load_config
+
+    cfg = load_config(profile)
+    return [q for q in QUIRKS if q.option is not None and getattr(cfg, q.option) == q.code_value]
