@@ -192,3 +192,33 @@ def test_rescore_with_the_thesis_evaluator(env, real_evaluators):
     (result,) = rescore_store("lee2023", log=lambda m: None)
     assert result["evaluator"] == "lee2023"
     assert round(100 * result["trtr"], 2) == thesis_table(5).set_index("dataset").loc["ECG200", "trtr_pct"]
+
+
+def test_unconditional_draws_through_the_class_prior_carry_labels_in_the_training_split(env, monkeypatch):
+    """uncond_labels=train_prior: every unconditional run draws with labels in the training
+    proportions and the unconditional setting (w = 1, steps_uncond); the default draws with none."""
+    import numpy as np
+
+    from tvq.data import load_ucr
+    from tvq.sampling import SamplerOptions
+
+    seen = []
+    real_sample = tvq.model.TimeVQVDM.sample
+
+    def spy(self, n, **kwargs):
+        opts = kwargs.get("options")
+        seen.append((n, kwargs.get("class_labels"), None if opts is None else (opts.guidance, opts.steps)))
+        return real_sample(self, n, **kwargs)
+
+    monkeypatch.setattr(tvq.model.TimeVQVDM, "sample", spy)
+    cfg = tiny().replace(uncond_labels="train_prior", n_runs=1, n_samples=40, sample_batch_size=40)
+    reproduce(cfg, log=lambda m: None)
+    uncond = seen[0]
+    assert uncond[0] == 40 and uncond[1] is not None
+    want = np.bincount(load_ucr("ECG200").y_train, minlength=2) / 100 * 40
+    np.testing.assert_allclose(np.bincount(uncond[1].numpy(), minlength=2), want, atol=1)
+    assert uncond[2] == (1.0, SamplerOptions.from_config(cfg, False).steps)
+    # the default: the null class, as the thesis draws
+    seen.clear()
+    reproduce(tiny().replace(n_runs=1, n_samples=40, sample_batch_size=40, seed=1), log=lambda m: None)
+    assert seen[0][1] is None

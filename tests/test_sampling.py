@@ -420,3 +420,17 @@ def test_guided_draws_take_their_own_noise_setting():
             SamplerOptions.from_config(thesis, True).noise_scale) == ("std", "variance")
     with pytest.raises(ConfigError):
         load_config("smoke", {"sample_noise_cond": "half"})
+
+
+def test_unconditional_labels_routes():
+    from tvq.sampling import unconditional_labels
+
+    assert unconditional_labels("null", [3, 7], 10) is None
+    labels = unconditional_labels("train_prior", [30, 70], 200, torch.Generator().manual_seed(0))
+    assert labels.dtype == torch.long and labels.shape == (200,)
+    assert torch.bincount(labels).tolist() == [60, 140]
+    assert not torch.equal(labels, labels.sort().values)   # shuffled, not sorted by class
+    with pytest.raises(ConfigError):
+        unconditional_labels("uniform", [1, 1], 4)
+    with pytest.raises(ConfigError):
+        load_config("smoke", {"uncond_labels": "uniform"})

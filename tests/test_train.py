@@ -163,6 +163,10 @@ def test_cli_train_then_sample(trained_run, tmp_path):
     assert out.returncode == 0, out.stderr
     assert np.load(tmp_path / "c.npy").shape == (6, 96)
     assert set(np.load(tmp_path / "c_labels.npy").tolist()) <= {0, 1}
+    # unconditional through the class prior: a sampling parameter, taken by -p
+    out = _tvq("sample", str(trained_run), "-n", "6", "-p", "uncond_labels=train_prior", "-o", str(tmp_path / "p.npy"))
+    assert out.returncode == 0, out.stderr
+    assert np.load(tmp_path / "p.npy").shape == (6, 96)
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -137,6 +137,12 @@ class Config:
     # (book: results_development) found the code's variance noise better for guided draws on every set of
     # trained priors it compared, and no better unconditionally; params/thesis.yaml sets it for guided draws.
     sample_noise_cond: str = _field("same", role=SAMPLING)
+    # Which labels the unconditional draws carry: null (the thesis: classifier-free guidance's null
+    # class, the branch trained on p_uncond of the batches) or train_prior (each series' label in the
+    # training proportions, then the conditional branch alone, w = 1: a draw from p(y) p(x | y), the
+    # same marginal by another route, at the same cost). The parity study found the null branch
+    # skewed towards one class on GunPoint where this route is not (book: results_development).
+    uncond_labels: str = _field("null", role=SAMPLING)
 
     # -- evaluation (section 2.6, 3.6, appendix D) -----------------------------------------
     # FID, IS and TRTR: lee2023 = the thesis's own evaluators (Lee et al.'s pretrained FCNs,
@@ -193,6 +199,7 @@ _CHOICES = {
     "latent_scaler": ("latents", "encoder_output", "none"),
     "sample_noise": ("std", "variance"),
     "sample_noise_cond": ("same", "std", "variance"),   # tvq.sampling.SAMPLERS (a test keeps the two equal)
+    "uncond_labels": ("null", "train_prior"),
 }
 
 

@@ -88,7 +88,7 @@ def is_done(entry: Path) -> bool:
 # behaviour: left out of the phase fingerprint at that default, so stored phases stay valid.
 # (Training fields added before the first phases were written are not listed: their phases have them.)
 _SAMPLING_ADDED_LATER = {"sampler": "ancestral", "sample_noise": "std", "sample_noise_cond": "same",
-                         "latent_scaler": "latents"}
+                         "latent_scaler": "latents", "uncond_labels": "null"}
 
 
 class _Phases:
@@ -116,7 +116,7 @@ class _Phases:
 def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, log=print) -> dict[str, Any]:
     """Run (or finish) the protocol for ``cfg.dataset``; return the store entry."""
     from .evaluate import evaluate_samples, fid_floor, get_evaluator
-    from .sampling import class_labels_by_proportion
+    from .sampling import SamplerOptions, class_labels_by_proportion, unconditional_labels
     from .train import hardware_summary, software_versions, train, training_fingerprint
 
     set_threads(cfg.threads)
@@ -171,7 +171,14 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
         result = phases.get(name)
         if result is None:
             t0 = time.monotonic()
-            x = model.sample(cfg.n_samples, steps=cfg.steps_uncond, generator=torch.Generator().manual_seed(cfg.seed * 1000 + r))
+            gen = torch.Generator().manual_seed(cfg.seed * 1000 + r)
+            labels = unconditional_labels(cfg.uncond_labels, np.bincount(ds.y_train, minlength=ds.n_classes),
+                                          cfg.n_samples, torch.Generator().manual_seed(cfg.seed * 1000 + 500 + r))
+            if labels is None:   # the thesis's null class
+                x = model.sample(cfg.n_samples, steps=cfg.steps_uncond, generator=gen)
+            else:                # p(y) p(x | y): the unconditional setting (w = 1) with the labels drawn above
+                x = model.sample(cfg.n_samples, class_labels=labels, options=SamplerOptions.from_config(cfg, False),
+                                 generator=gen)
             result = phases.put(name, score("uncond" if r == 0 else f"uncond{r}", x, None, time.monotonic() - t0))
         uncond.append(result)
         log(f"[{cfg.dataset}] unconditional run {r}: FID {result['fid']:.3f}, IS {result['is_mean']:.3f}")

@@ -47,8 +47,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
 
 # The Config fields a trained model can be sampled with differently (everything else was fixed by training).
 SAMPLING_KEYS = ("sampler", "steps_uncond", "steps_cond", "guidance", "rescale", "rescale_mode", "t_max",
-                 "sample_batch_size", "sample_bf16", "sample_noise", "sample_noise_cond", "n_samples", "seed",
-                 "threads")
+                 "sample_batch_size", "sample_bf16", "sample_noise", "sample_noise_cond", "uncond_labels", "n_samples",
+                 "seed", "threads")
 
 
 def _cli_sample(args: argparse.Namespace) -> int:
@@ -103,6 +103,10 @@ def _cli_sample(args: argparse.Namespace) -> int:
 
         counts = torch.tensor(meta["class_counts"])
         labels = class_labels_by_proportion(torch.repeat_interleave(torch.arange(len(counts)), counts), n, generator)
+    else:   # unconditional: the null class, or labels in the training proportions (uncond_labels=train_prior)
+        from .sampling import unconditional_labels
+
+        labels = unconditional_labels(cfg.uncond_labels, meta["class_counts"], n, generator)
     options = SamplerOptions.from_config(cfg, conditional).replace(
         steps=args.steps, guidance=args.guidance if conditional else None, rescale=args.rescale,
         rescale_mode=args.rescale_mode, t_max=args.t_max, sampler=args.sampler)

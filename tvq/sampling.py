@@ -520,6 +520,19 @@ def class_labels_by_proportion(y_train: Tensor | np.ndarray, n: int, generator: 
     return labels[torch.randperm(n, generator=generator)]
 
 
+def unconditional_labels(route: str, class_counts, n: int, generator: torch.Generator | None = None) -> Tensor | None:
+    """The labels an unconditional draw of ``n`` series carries: ``None`` for the null class
+    (``route="null"``, the thesis's protocol), or for ``route="train_prior"`` ``n`` labels in the
+    training proportions ``class_counts`` (shuffled), to be drawn with the conditional branch alone
+    (w = 1): a draw from p(y) p(x | y) instead of the null-class branch's p(x)."""
+    if route == "null":
+        return None
+    if route != "train_prior":
+        raise ConfigError(f"uncond_labels must be null or train_prior, got {route!r}")
+    counts = torch.as_tensor(class_counts)
+    return class_labels_by_proportion(torch.repeat_interleave(torch.arange(len(counts)), counts), n, generator)
+
+
 @dataclasses.dataclass(frozen=True)
 class SamplerOptions:
     """Everything that decides how one set of series is drawn, validated once.
