@@ -98,15 +98,11 @@ def _cli_sample(args: argparse.Namespace) -> int:
         if not 0 <= args.klass < meta["n_classes"]:
             raise EvaluationError(f"--class {args.klass} is out of range: {meta['dataset']} has classes 0..{meta['n_classes'] - 1}")
         labels = torch.full((n,), args.klass, dtype=torch.long)
-    elif args.by_proportion:
-        from .sampling import class_labels_by_proportion
-
-        counts = torch.tensor(meta["class_counts"])
-        labels = class_labels_by_proportion(torch.repeat_interleave(torch.arange(len(counts)), counts), n, generator)
-    else:   # unconditional: the null class, or labels in the training proportions (uncond_labels=train_prior)
+    else:   # by proportion, or unconditional: the null class or the training proportions (uncond_labels)
         from .sampling import unconditional_labels
 
-        labels = unconditional_labels(cfg.uncond_labels, meta["class_counts"], n, generator)
+        route = "train_prior" if args.by_proportion else cfg.uncond_labels
+        labels = unconditional_labels(route, meta["class_counts"], n, generator)
     options = SamplerOptions.from_config(cfg, conditional).replace(
         steps=args.steps, guidance=args.guidance if conditional else None, rescale=args.rescale,
         rescale_mode=args.rescale_mode, t_max=args.t_max, sampler=args.sampler)
