@@ -23,6 +23,7 @@ def test_bench_phases_reports_flops_rate_and_fraction_of_peak():
         (p, ph) for p in ("fp32", "bf16") for ph in ("stage1 step", "stage2 step", "fcn step", "4 samples")}
     for r in rows:
         assert r["gflop"] > 0 and r["seconds"] > 0 and r["matmul_peak_gflops"] > 0
+        assert 256 <= r["matmul_peak_n"] <= 2048 and r["matmul_peak_precision"] in ("fp32", r["precision"])
         assert abs(r["fraction_of_peak"] - r["gflops_per_s"] / r["matmul_peak_gflops"]) < 0.01
     by = {(r["precision"], r["phase"]): r["gflop"] for r in rows}
     for ph in ("stage1 step", "stage2 step", "fcn step", "4 samples"):   # the same work in both precisions
