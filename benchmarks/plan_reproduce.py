@@ -5,7 +5,8 @@ step, timed here on the dataset's real shape) x (steps, counted from the profile
 dataset this script times a few steps of every phase with the untrained thesis architecture,
 multiplies, and prints one JSON line:
 
-- evaluator: the FCN on the training set, ``fcn_epochs * ceil(N / fcn_batch_size)`` steps;
+- evaluator: the FCN on the training set, ``fcn_epochs * ceil(N / fcn_batch_size)`` steps, only
+  where the profile trains its own (``evaluator: own``; the thesis's pretrained FCNs cost nothing);
 - stage 1 and stage 2: ``epochs * ceil(N / batch_size)`` optimiser steps each;
 - unconditional sampling: ``n_runs`` draws of ``n_samples`` series at ``steps_uncond`` steps,
   conditional sampling: one draw at ``steps_cond`` (guided: two network passes per step);
@@ -13,12 +14,24 @@ multiplies, and prints one JSON line:
   decoding is counted once per draw, not per step;
 - TSTR: the FCN on ``n_samples`` conditional series, ``fcn_epochs * ceil(n_samples / batch)``.
 
-FID, IS and the memorisation check are seconds and are left out. Other processes on the same
+FID, IS and the memorisation check are seconds and are left out.
+
+Beside the CPU hours, each row projects H200 hours from the store's own GPU entries (entries whose
+``hardware`` names a GPU): their measured seconds per step of each phase, times this dataset's
+step counts. Those runs were launch-bound (35 ms a stage-1 step for a batch of 20), so the figure
+is a lower bound that holds while a step stays launch-bound; for the longest series and the
+largest batches the arithmetic starts to count and the real time is higher. ``--remaining``
+leaves out what the store already holds at the full budget, and the last line sums what is
+left: CPU core-hours (hours x threads) and H200 hours.
+
+Datasets are timed smallest first (N x L), so an interrupted ``--offline`` run has planned the
+cheap end of the queue. Other processes on the same
 cores slow every phase down alike; time under the load the runs will see (the results store's
 CPU runs were made two at a time, one thread each: ``--threads 1`` beside another run).
 
     python benchmarks/plan_reproduce.py CBF ECGFiveDays --threads 1
     python benchmarks/plan_reproduce.py --offline --threads 1 --markdown    # every wheel dataset
+    python benchmarks/plan_reproduce.py --offline --remaining --threads 1 --markdown   # what is left
     python benchmarks/plan_reproduce.py Wafer -f params/thesis.yaml --device cuda
 """
 from __future__ import annotations
@@ -55,7 +68,8 @@ def sampling_s(model: TimeVQVDM, n: int, steps: int, labels: torch.Tensor | None
     return fixed + steps * per_step
 
 
-def plan(name: str, params: str, device: torch.device, repeats: int) -> dict:
+def plan(name: str, params: str, device: torch.device, repeats: int,
+         gpu_floor: dict[str, float] | None = None) -> dict:
     ds = load_ucr(name)
     cfg = load_config(params, {"dataset": name, "device": str(device)})
     n, length = len(ds.x_train), ds.length
@@ -80,8 +94,10 @@ def plan(name: str, params: str, device: torch.device, repeats: int) -> dict:
 
     # 4. the two FCN fits: the evaluator on the training set, TSTR on the conditional samples
     recipe = Recipe.from_config(cfg)
-    fcn_eval = recipe.epochs * math.ceil(n / recipe.batch_size) * fcn_step_seconds(
-        n, length, ds.n_classes, recipe, repeats, device)
+    fcn_eval = 0.0
+    if cfg.evaluator == "own":
+        fcn_eval = recipe.epochs * math.ceil(n / recipe.batch_size) * fcn_step_seconds(
+            n, length, ds.n_classes, recipe, repeats, device)
     tstr = recipe.epochs * math.ceil(cfg.n_samples / recipe.batch_size) * fcn_step_seconds(
         cfg.n_samples, length, ds.n_classes, recipe, repeats, device)
 
@@ -93,45 +109,166 @@ def plan(name: str, params: str, device: torch.device, repeats: int) -> dict:
         "sampling_cond": cond / 60,
         "tstr": tstr / 60,
     }
-    return {"dataset": name, "n_train": n, "length": length, "profile": cfg.profile,
-            "step_s": {"stage1": round(s1, 4), "stage2": round(s2, 4)},
-            "minutes": {k: round(v, 1) for k, v in minutes.items()},
-            "total_hours": round(sum(minutes.values()) / 60, 2), "threads": torch.get_num_threads(),
-            **hardware_summary(device)}
+    hours = sum(minutes.values()) / 60
+    row = {"dataset": name, "n_train": n, "length": length, "profile": cfg.profile,
+           "step_s": {"stage1": round(s1, 4), "stage2": round(s2, 4)},
+           "minutes": {k: round(v, 1) for k, v in minutes.items()},
+           "total_hours": round(hours, 2), "threads": torch.get_num_threads(),
+           "core_hours": round(hours * torch.get_num_threads(), 2), **hardware_summary(device)}
+    if gpu_floor:
+        row["h200_hours"] = round(gpu_projection(step_counts(cfg, n), gpu_floor) / 3600, 3)
+    return row
+
+
+# -- the GPU projection: the store's GPU runs, per step of each phase --------------------------
+def step_counts(cfg, n: int) -> dict[str, float]:
+    """How many steps of each phase a full run of ``cfg`` on ``n`` training series makes (sampling:
+    network steps of one batch, times the batches and draws)."""
+    batches = math.ceil(cfg.n_samples / min(cfg.n_samples, cfg.sample_batch_size))
+    return {"train_stage1": cfg.stage1_epochs * math.ceil(n / cfg.stage1_batch_size),
+            "train_stage2": cfg.stage2_epochs * math.ceil(n / cfg.stage2_batch_size),
+            "evaluator": cfg.fcn_epochs * math.ceil(n / cfg.fcn_batch_size) if cfg.evaluator == "own" else 0,
+            "sampling_uncond": cfg.n_runs * batches * cfg.steps_uncond,
+            "sampling_cond": batches * cfg.steps_cond,
+            "scoring": cfg.fcn_epochs * math.ceil(cfg.n_samples / cfg.fcn_batch_size)}
+
+
+def gpu_step_seconds(root) -> dict[str, float]:
+    """Median seconds per step of each phase over the store's full-budget entries that ran on an
+    H200 (their ``wall_s_phases`` over :func:`step_counts`); empty when the store has none.
+    ``scoring`` is TSTR's fit plus FID and IS, so it is counted per TSTR step."""
+    import statistics
+
+    from tvq.config import from_mapping
+    from tvq.reproduce import load_results
+
+    per: dict[str, list[float]] = {}
+    for rec in load_results(root, full=True):
+        hw, phases = rec.get("hardware", {}), rec.get("wall_s_phases", {})
+        if "H200" not in str(hw.get("gpu", "")) or not phases:
+            continue
+        cfg = from_mapping(rec["config"])
+        counts = step_counts(cfg, len(load_ucr(rec["dataset"]).x_train))
+        for phase, k in counts.items():
+            if k and phase in phases:
+                per.setdefault(phase, []).append(phases[phase] / k)
+    return {phase: statistics.median(v) for phase, v in per.items()}
+
+
+def gpu_projection(counts: dict[str, float], floor: dict[str, float]) -> float:
+    """Seconds on an H200: each phase's steps at the measured per-step time (a lower bound)."""
+    missing = [p for p, k in counts.items() if k and p not in floor]
+    if missing:
+        raise TvqError(f"the store's GPU entries do not time the phase(s) {', '.join(missing)}")
+    return sum(k * floor[p] for p, k in counts.items() if k)
+
+
+def done_in_store(root) -> dict[str, bool]:
+    """Datasets the store holds at the full thesis budget, each mapped to whether its entry was made
+    under earlier defaults (see :data:`tvq.results.EARLIER_DEFAULTS`)."""
+    from tvq.results import entries
+
+    df = entries(root, profile="thesis")
+    if df.empty:
+        return {}
+    df = df[df["full_budget"]]
+    return {d: bool(g["earlier_defaults"].all()) for d, g in df.groupby("dataset")}
+
+
+def read_rows(path, profile: str) -> dict[str, dict]:
+    """Rows of an earlier ``--out`` file for ``profile``, by dataset (the last row of a dataset wins;
+    a line that does not parse, such as one cut off by an interrupted run, is skipped)."""
+    rows: dict[str, dict] = {}
+    if path is None or not path.is_file():
+        return rows
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and "dataset" in row and row.get("profile") == profile:
+            rows[row["dataset"]] = row
+    return rows
+
+
+def by_size(names: list[str]) -> list[str]:
+    """Smallest first by N x L, the product the phases' cost grows with."""
+    def size(name: str) -> int:
+        ds = load_ucr(name)
+        return len(ds.x_train) * ds.length
+    return sorted(names, key=lambda name: (size(name), name))
 
 
 def main() -> int:
+    from pathlib import Path
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("datasets", nargs="*", help="UCR dataset names")
     ap.add_argument("--offline", action="store_true", help="every dataset that loads without a download (the data wheels carry 93)")
+    ap.add_argument("--remaining", action="store_true",
+                    help="leave out the datasets the results store holds at the full thesis budget")
+    ap.add_argument("--results", type=Path, default=None, help="results store (default: the package's results/)")
     ap.add_argument("-f", "--params", default="thesis", help="profile whose budget is projected (default thesis)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--repeats", type=int, default=3,
                     help="timed optimiser steps per stage (median) and timed FCN epochs")
     ap.add_argument("--markdown", action="store_true", help="also print a table sorted by projected time")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="JSON-lines file the rows are appended to as they are timed; datasets already in it "
+                         "are not timed again (a long --offline plan resumes), and its rows enter the table")
     args = ap.parse_args()
-    names = sorted(wheel_names()) if args.offline else args.datasets
+    names = sorted(wheel_names()) if args.offline else list(args.datasets)
     if not names:
         ap.error("name at least one dataset, or pass --offline")
+    try:
+        done = done_in_store(args.results)
+        if args.remaining:
+            names = [n for n in names if n not in done]
+        names = by_size(names)
+        gpu_floor = gpu_step_seconds(args.results)
+    except TvqError as exc:
+        print(f"plan_reproduce: {exc}", file=sys.stderr)
+        return 2
     set_threads(args.threads)
     device = resolve_device(args.device)
-    rows = []
+    cfg = load_config(args.params, {})
+    kept = read_rows(args.out, cfg.profile) if args.out else {}
+    for row in kept.values():          # the GPU figure follows the store's GPU entries as they are now
+        row.pop("h200_hours", None)
+        if gpu_floor:
+            row["h200_hours"] = round(gpu_projection(step_counts(cfg, row["n_train"]), gpu_floor) / 3600, 3)
+    rows = [kept[n] for n in names if n in kept]
     for name in names:
+        if name in kept:
+            continue
         try:
-            row = plan(name, args.params, device, args.repeats)
+            row = plan(name, args.params, device, args.repeats, gpu_floor)
         except TvqError as exc:
             print(f"plan_reproduce: {name}: {exc}", file=sys.stderr)
             return 2
         rows.append(row)
         print(json.dumps(row), flush=True)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            with open(args.out, "a") as fh:     # one whole line per dataset; a torn last line is skipped on reading
+                fh.write(json.dumps(row) + "\n")
+    summary = {"datasets": len(rows), "cpu_core_hours": round(sum(r["core_hours"] for r in rows), 1),
+               "h200_hours": round(sum(r["h200_hours"] for r in rows), 2) if gpu_floor else None,
+               "store_full_budget": len(done), "store_earlier_defaults": sum(done.values()),
+               "gpu_entries_timed": sorted(gpu_floor), "threads": torch.get_num_threads()}
+    print(json.dumps({"summary": summary}), flush=True)
     if args.markdown:
-        print("\n| dataset | N | L | stage 1 min | stage 2 min | sampling min | TSTR min | total h |\n"
-              "|---|---|---|---|---|---|---|---|")
+        print("\n| dataset | N | L | stage 1 min | stage 2 min | sampling min | TSTR min | total h | core-h | H200 h ≥ |\n"
+              "|---|---|---|---|---|---|---|---|---|---|")
         for r in sorted(rows, key=lambda r: r["total_hours"]):
             m = r["minutes"]
+            h200 = f"{r['h200_hours']:.3f}" if "h200_hours" in r else "–"
             print(f"| {r['dataset']} | {r['n_train']} | {r['length']} | {m['train_stage1']} | {m['train_stage2']} | "
-                  f"{m['sampling_uncond'] + m['sampling_cond']:.1f} | {m['tstr']} | {r['total_hours']} |")
+                  f"{m['sampling_uncond'] + m['sampling_cond']:.1f} | {m['tstr']} | {r['total_hours']} | "
+                  f"{r['core_hours']} | {h200} |")
+        h200 = f"{summary['h200_hours']:.2f}" if gpu_floor else "–"
+        print(f"| **{len(rows)} dataset{'' if len(rows) == 1 else 's'}** | | | | | | | | **{summary['cpu_core_hours']}** | **{h200}** |")
     return 0
 
 

@@ -29,3 +29,56 @@ def test_bench_phases_reports_flops_rate_and_fraction_of_peak():
     for ph in ("stage1 step", "stage2 step", "fcn step", "4 samples"):   # the same work in both precisions
         assert by[("fp32", ph)] == by[("bf16", ph)]
     assert set(summary["bf16_speedup"]) == {"stage1 step", "stage2 step", "fcn step", "4 samples"}
+
+
+def _plan_module():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import plan_reproduce
+    finally:
+        sys.path.pop(0)
+    return plan_reproduce
+
+
+def test_plan_h200_projection_gives_back_the_measured_gpu_run_it_was_taken_from(tmp_path):
+    """The per-step GPU times come from the store's H200 entries; projecting one of them onto its
+    own dataset must give its own measured phase times back (steps are counted the same way)."""
+    import shutil
+
+    from tvq.config import from_mapping
+
+    plan = _plan_module()
+    shutil.copytree(ROOT / "results" / "BeetleFly", tmp_path / "BeetleFly")
+    entry = json.loads((tmp_path / "BeetleFly" / "thesis-seed0" / "entry.json").read_text())
+    assert "H200" in entry["hardware"]["gpu"]
+    floor = plan.gpu_step_seconds(tmp_path)
+    counts = plan.step_counts(from_mapping(entry["config"]), 20)
+    assert counts["train_stage1"] == 2000 and counts["evaluator"] == 0
+    measured = sum(entry["wall_s_phases"][p] for p, k in counts.items() if k)
+    assert abs(plan.gpu_projection(counts, floor) - measured) < 1e-6
+    # a dataset with 7x the training series takes 7x the stage-1 steps (batch 128: 140 series -> 2 steps)
+    assert plan.step_counts(from_mapping(entry["config"]), 140)["train_stage1"] == 4000
+    assert plan.gpu_step_seconds(tmp_path / "empty") == {}
+
+
+def test_plan_resumes_from_its_out_file_and_skips_a_torn_line(tmp_path):
+    """Rows already in --out are reported as they are, not timed again; an interrupted write's
+    half line is skipped; --remaining leaves out what the store holds."""
+    out = tmp_path / "plan.jsonl"
+    planted = {"dataset": "Chinatown", "n_train": 20, "length": 24, "profile": "thesis",
+               "step_s": {"stage1": 9.0, "stage2": 9.0},
+               "minutes": {"evaluator": 0.0, "train_stage1": 111.0, "train_stage2": 1.0, "sampling_uncond": 1.0,
+                           "sampling_cond": 1.0, "tstr": 1.0}, "total_hours": 1.93, "threads": 1, "core_hours": 1.93}
+    out.write_text(json.dumps(planted) + "\n" + '{"dataset": "Chin')
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "plan_reproduce.py"), "Chinatown", "--threads", "1",
+           "--out", str(out), "--results", str(tmp_path / "store"), "--markdown"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "| Chinatown | 20 | 24 | 111.0 |" in proc.stdout
+    summary = next(json.loads(ln)["summary"] for ln in proc.stdout.splitlines() if ln.startswith('{"summary"'))
+    assert summary["datasets"] == 1 and summary["cpu_core_hours"] == 1.9 and summary["h200_hours"] is None
+    # the store holds Chinatown at the full budget: --remaining leaves nothing to plan
+    proc = subprocess.run(cmd[:2] + ["Chinatown", "--remaining", "--results", str(ROOT / "results")],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1])["summary"]["datasets"] == 0
