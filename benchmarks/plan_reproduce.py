@@ -39,10 +39,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 
 import torch
 
+from bench_phases import matmul_peak
 from timing import fcn_step_seconds, median_seconds, seconds, stage1_step, stage2_step
 from tvq.config import load_config
 from tvq.data import load_ucr
@@ -72,6 +74,10 @@ def plan(name: str, params: str, device: torch.device, repeats: int,
          gpu_floor: dict[str, float] | None = None) -> dict:
     ds = load_ucr(name)
     cfg = load_config(params, {"dataset": name, "device": str(device)})
+    # what the machine gave this row: the load on its cores and an fp32 matmul probe, timed
+    # beside the phases (this CPU's speed varies from day to day, and rows are timed on many days)
+    load_1min = os.getloadavg()[0]
+    probe_gflops, _ = matmul_peak(device, bf16=False)
     n, length = len(ds.x_train), ds.length
     torch.manual_seed(0)
     model = TimeVQVDM.from_config(cfg, length=length, n_classes=ds.n_classes).to(device)
@@ -114,7 +120,8 @@ def plan(name: str, params: str, device: torch.device, repeats: int,
            "step_s": {"stage1": round(s1, 4), "stage2": round(s2, 4)},
            "minutes": {k: round(v, 1) for k, v in minutes.items()},
            "total_hours": round(hours, 2), "threads": torch.get_num_threads(),
-           "core_hours": round(hours * torch.get_num_threads(), 2), **hardware_summary(device)}
+           "core_hours": round(hours * torch.get_num_threads(), 2),
+           "probe_gflops": round(probe_gflops, 1), "load_1min": round(load_1min, 2), **hardware_summary(device)}
     if gpu_floor:
         row["h200_hours"] = round(gpu_projection(step_counts(cfg, n), gpu_floor) / 3600, 3)
     return row
@@ -199,6 +206,12 @@ def by_size(names: list[str]) -> list[str]:
     return sorted(names, key=lambda name: (size(name), name))
 
 
+def _range(values) -> list[float] | None:
+    """[min, max] of the values that are there (rows of older --out files lack the probe)."""
+    vals = [v for v in values if v is not None]
+    return [min(vals), max(vals)] if vals else None
+
+
 def main() -> int:
     from pathlib import Path
 
@@ -256,7 +269,9 @@ def main() -> int:
     summary = {"datasets": len(rows), "cpu_core_hours": round(sum(r["core_hours"] for r in rows), 1),
                "h200_hours": round(sum(r["h200_hours"] for r in rows), 2) if gpu_floor else None,
                "store_full_budget": len(done), "store_earlier_defaults": sum(done.values()),
-               "gpu_entries_timed": sorted(gpu_floor), "threads": torch.get_num_threads()}
+               "gpu_entries_timed": sorted(gpu_floor), "threads": torch.get_num_threads(),
+               "probe_gflops_range": _range(r.get("probe_gflops") for r in rows),
+               "load_1min_range": _range(r.get("load_1min") for r in rows)}
     print(json.dumps({"summary": summary}), flush=True)
     if args.markdown:
         print("\n| dataset | N | L | stage 1 min | stage 2 min | sampling min | TSTR min | total h | core-h | H200 h ≥ |\n"

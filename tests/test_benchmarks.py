@@ -77,8 +77,24 @@ def test_plan_resumes_from_its_out_file_and_skips_a_torn_line(tmp_path):
     assert "| Chinatown | 20 | 24 | 111.0 |" in proc.stdout
     summary = next(json.loads(ln)["summary"] for ln in proc.stdout.splitlines() if ln.startswith('{"summary"'))
     assert summary["datasets"] == 1 and summary["cpu_core_hours"] == 1.9 and summary["h200_hours"] is None
+    assert summary["probe_gflops_range"] is None      # the planted row predates the probe
     # the store holds Chinatown at the full budget: --remaining leaves nothing to plan
     proc = subprocess.run(cmd[:2] + ["Chinatown", "--remaining", "--results", str(ROOT / "results")],
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1])["summary"]["datasets"] == 0
+
+
+def test_plan_row_times_every_phase_and_records_the_probe_beside_it():
+    """A timed row carries what the machine gave it (a matmul probe and the load), and each phase's
+    minutes are the step time times the profile's step count."""
+    import torch
+
+    plan = _plan_module()
+    row = plan.plan("Chinatown", "smoke", torch.device("cpu"), repeats=1)
+    assert row["probe_gflops"] > 0 and row["load_1min"] >= 0
+    assert set(row["minutes"]) == {"evaluator", "train_stage1", "train_stage2", "sampling_uncond", "sampling_cond", "tstr"}
+    from tvq.config import load_config
+    cfg = load_config("smoke", {})
+    expect = cfg.stage1_epochs * -(-20 // cfg.stage1_batch_size) * row["step_s"]["stage1"] / 60
+    assert abs(row["minutes"]["train_stage1"] - expect) < 0.06 + 0.01 * expect
