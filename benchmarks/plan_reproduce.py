@@ -32,6 +32,8 @@ CPU runs were made two at a time, one thread each: ``--threads 1`` beside anothe
     python benchmarks/plan_reproduce.py CBF ECGFiveDays --threads 1
     python benchmarks/plan_reproduce.py --offline --threads 1 --markdown    # every wheel dataset
     python benchmarks/plan_reproduce.py --offline --remaining --threads 1 --markdown   # what is left
+    python benchmarks/plan_reproduce.py --offline --remaining --out results/plan-thesis.jsonl --report --markdown
+                                                  # the table from the rows timed so far, timing nothing
     python benchmarks/plan_reproduce.py Wafer -f params/thesis.yaml --device cuda
 """
 from __future__ import annotations
@@ -227,6 +229,9 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3,
                     help="timed optimiser steps per stage (median) and timed FCN epochs")
     ap.add_argument("--markdown", action="store_true", help="also print a table sorted by projected time")
+    ap.add_argument("--report", action="store_true",
+                    help="time nothing: report the rows of --out for the datasets asked for, and count the rest "
+                         "as not yet timed")
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON-lines file the rows are appended to as they are timed; datasets already in it "
                          "are not timed again (a long --offline plan resumes), and its rows enter the table")
@@ -251,9 +256,12 @@ def main() -> int:
         row.pop("h200_hours", None)
         if gpu_floor:
             row["h200_hours"] = round(gpu_projection(step_counts(cfg, row["n_train"]), gpu_floor) / 3600, 3)
+    if args.report and not args.out:
+        ap.error("--report reads the rows of --out: name the file")
     rows = [kept[n] for n in names if n in kept]
+    untimed = [n for n in names if n not in kept]
     for name in names:
-        if name in kept:
+        if name in kept or args.report:
             continue
         try:
             row = plan(name, args.params, device, args.repeats, gpu_floor)
@@ -261,12 +269,13 @@ def main() -> int:
             print(f"plan_reproduce: {name}: {exc}", file=sys.stderr)
             return 2
         rows.append(row)
+        untimed.remove(name)
         print(json.dumps(row), flush=True)
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             with open(args.out, "a") as fh:     # one whole line per dataset; a torn last line is skipped on reading
                 fh.write(json.dumps(row) + "\n")
-    summary = {"datasets": len(rows), "cpu_core_hours": round(sum(r["core_hours"] for r in rows), 1),
+    summary = {"datasets": len(rows), "not_timed": len(untimed), "cpu_core_hours": round(sum(r["core_hours"] for r in rows), 1),
                "h200_hours": round(sum(r["h200_hours"] for r in rows), 2) if gpu_floor else None,
                "store_full_budget": len(done), "store_earlier_defaults": sum(done.values()),
                "gpu_entries_timed": sorted(gpu_floor), "threads": torch.get_num_threads(),
@@ -284,6 +293,8 @@ def main() -> int:
                   f"{r['core_hours']} | {h200} |")
         h200 = f"{summary['h200_hours']:.2f}" if gpu_floor else "–"
         print(f"| **{len(rows)} dataset{'' if len(rows) == 1 else 's'}** | | | | | | | | **{summary['cpu_core_hours']}** | **{h200}** |")
+        if untimed:
+            print(f"\nNot timed yet ({len(untimed)}, smallest first): {', '.join(untimed)}.")
     return 0
 
 

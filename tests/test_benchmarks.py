@@ -78,6 +78,13 @@ def test_plan_resumes_from_its_out_file_and_skips_a_torn_line(tmp_path):
     summary = next(json.loads(ln)["summary"] for ln in proc.stdout.splitlines() if ln.startswith('{"summary"'))
     assert summary["datasets"] == 1 and summary["cpu_core_hours"] == 1.9 and summary["h200_hours"] is None
     assert summary["probe_gflops_range"] is None      # the planted row predates the probe
+    assert summary["not_timed"] == 0
+    # --report times nothing: a dataset without a row is counted and named, not timed
+    proc = subprocess.run(cmd[:3] + ["ItalyPowerDemand"] + cmd[3:] + ["--report"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    summary = next(json.loads(ln)["summary"] for ln in proc.stdout.splitlines() if ln.startswith('{"summary"'))
+    assert summary["datasets"] == 1 and summary["not_timed"] == 1
+    assert "Not timed yet (1, smallest first): ItalyPowerDemand." in proc.stdout
     # the store holds Chinatown at the full budget: --remaining leaves nothing to plan
     proc = subprocess.run(cmd[:2] + ["Chinatown", "--remaining", "--results", str(ROOT / "results")],
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
