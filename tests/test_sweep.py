@@ -35,6 +35,11 @@ class Stub:
     crash_once: tuple[str, ...] = ()  # kill the worker process on the first attempt only
     always_fail: tuple[str, ...] = ()
     permanent: tuple[str, ...] = ()   # raise an error no retry can change
+    # Wait (at most rendezvous_s) until this many calls have started before sleeping, so that
+    # "two slots ran together" is observed however slowly a loaded machine starts workers;
+    # if the sweep ran one job at a time the wait runs out and the overlap assertion fails.
+    rendezvous: int = 0
+    rendezvous_s: float = 120.0
 
     def __call__(self, cfg, *, root, progress, log):
         calls = Path(self.calls)
@@ -50,6 +55,10 @@ class Stub:
             raise DatasetNotFound(f"planned permanent error for {cfg.dataset}")
         if cfg.dataset in self.always_fail or (cfg.dataset in self.fail_once and first):
             raise RuntimeError(f"planned failure for {cfg.dataset}")
+        (calls / f"started-{cfg.dataset}-{os.getpid()}").touch()
+        deadline = start + self.rendezvous_s
+        while len(list(calls.glob("started-*"))) < self.rendezvous and time.time() < deadline:
+            time.sleep(0.05)
         time.sleep(self.sleep_s)
         call["end"] = time.time()
         (calls / f"call-{cfg.dataset}-{os.getpid()}.json").write_text(json.dumps(call))
@@ -192,7 +201,7 @@ def test_progress_bar_counts_running_done_and_failed(capsys):
 
 # -- the scheduler on Ray ----------------------------------------------------------------------------
 def test_every_job_finishes_on_its_own_gpu_and_a_rerun_submits_nothing(ray_cluster, cfg, tmp_path, calls):
-    stub = Stub(str(calls), sleep_s=1.0)
+    stub = Stub(str(calls), sleep_s=1.0, rendezvous=2)
     report = run_sweep(cfg, FOUR, root=tmp_path, protocol=stub, progress=False, log=lambda m: None)
     assert [o.status for o in report.outcomes] == ["done"] * 4
     assert [o.dataset for o in report.outcomes] == FOUR          # the report keeps the user's order
