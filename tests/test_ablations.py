@@ -116,6 +116,30 @@ def test_steps_study_covers_every_sampler_and_repeats_the_baseline(env, monkeypa
     assert set(summary["fewest"]) == set(SAMPLERS)
 
 
+def test_a_study_resumes_only_cells_drawn_with_the_same_settings(env, monkeypatch):
+    monkeypatch.setattr("tvq.ablations.STEPS_GRID", (1,))
+    monkeypatch.setattr("tvq.ablations.STEPS_REPEATS", 1)
+    drawn = []
+    real = tvq.model.TimeVQVDM.sample
+
+    def spy(self, *args, **kwargs):
+        drawn.append((kwargs["sampler"], kwargs["rescale"]))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(tvq.model.TimeVQVDM, "sample", spy)
+    cfg = tiny()
+    first = sampling_study(cfg, "steps", log=lambda m: None)
+    n = len(first["rows"])
+    assert len(drawn) == n
+    sampling_study(cfg, "steps", log=lambda m: None)          # the same settings: nothing is redrawn
+    assert len(drawn) == n
+    other = sampling_study(cfg.replace(rescale=0.0), "steps", log=lambda m: None)
+    assert len(drawn) == 2 * n and {g for _, g in drawn[n:]} == {0.0}   # another γ: every cell again
+    assert {r["rescale"] for r in other["rows"]} == {0.0}
+    sampling_study(cfg.replace(rescale=0.0, sample_bf16=True), "steps", log=lambda m: None)
+    assert len(drawn) == 3 * n                                 # bf16 never resumes an fp32 study
+
+
 def test_steps_summary_finds_the_fewest_steps_within_the_baseline_spread():
     from tvq.ablations import steps_summary
 

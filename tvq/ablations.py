@@ -84,6 +84,9 @@ TRAINING_VARIANTS: dict[str, dict[str, Any]] = {
 
 STUDIES = ("tmax", "rescale", "steps")
 
+# Settings that a study's key names only where they differ from these (see sampling_study).
+_KEY_ADDED_LATER: dict[str, Any] = {"evaluator": "lee2023", "sample_bf16": False, "score_series": "all"}
+
 
 def study_path(cfg: Config, study: str, root: Path | None = None) -> Path:
     return (root or results_root()) / cfg.dataset / "ablations" / f"{study}-{cfg.profile}-seed{cfg.seed}.json"
@@ -137,6 +140,9 @@ def sampling_study(cfg: Config, study: str, *, root: Path | None = None, log=pri
            "guidance": cfg.guidance, "fcn_epochs": cfg.fcn_epochs}
     if study == "steps":  # its cells depend on the ancestral noise setting
         key["sample_noise"] = cfg.sample_noise  # (unconditional cells only: sample_noise_cond does not enter)
+    # Fields that entered the key later are left out at their defaults, so that a record written
+    # before still resumes; a study under another evaluator or in bf16 never resumes an fp32 one.
+    key.update({k: getattr(cfg, k) for k, v in _KEY_ADDED_LATER.items() if getattr(cfg, k) != v})
     record: dict[str, Any] = {}
     if path.is_file():
         try:
@@ -145,7 +151,11 @@ def sampling_study(cfg: Config, study: str, *, root: Path | None = None, log=pri
             record = {}
         if record.get("key") != key:  # another model or protocol: start the study again
             record = {}
-    rows: dict[str, Any] = {r["name"]: r for r in record.get("rows", [])}
+    # A stored cell is reused only if it was drawn with this cell's settings (t_max, rescaling,
+    # sampler, steps, noise): the grid's values come from the config, which may have changed.
+    want = {c["name"]: c for c in cells}
+    rows: dict[str, Any] = {r["name"]: r for r in record.get("rows", [])
+                            if r["name"] in want and all(r.get(k) == v for k, v in want[r["name"]].items())}
 
     t0 = time.monotonic()
     evaluator, trtr = get_evaluator(ds, cfg, device=device)
