@@ -139,7 +139,10 @@ def _run_phase(name: str, *, model, params, n_items: int, batch_size: int, epoch
     bar = Progress(name, epochs, initial=state.epoch, mode=progress, every_s=progress_every)
     try:
         while state.epoch < epochs:
-            sums: dict[str, float] = {}
+            # The loss terms stay on the device until the epoch ends: reading one per step would make
+            # the host wait for every step, and on a GPU with small batches that wait (not the
+            # arithmetic) is what a step costs. float64 keeps the sums those of Python floats.
+            sums: dict[str, torch.Tensor] = {}
             for idx in batches(n_items, batch_size, generator):
                 terms = step_fn(idx)
                 optimizer.zero_grad(set_to_none=True)
@@ -147,9 +150,10 @@ def _run_phase(name: str, *, model, params, n_items: int, batch_size: int, epoch
                 optimizer.step()
                 scheduler.step()
                 for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
+                    term = v.detach().to(torch.float64) * len(idx)
+                    sums[k] = sums[k] + term if k in sums else term
             state.epoch += 1
-            means = {k: v / n_items for k, v in sums.items()}
+            means = {k: float(v) / n_items for k, v in sums.items()}
             for k, v in means.items():
                 state.history.setdefault(f"{name}/{k}", []).append(v)
             if not all(math.isfinite(v) for v in means.values()):
