@@ -181,6 +181,9 @@ def test_bad_options_are_typed_errors(cfg, tmp_path):
         run_sweep(cfg, ["ECG200"], root=tmp_path, max_concurrent=0)
     with pytest.raises(SweepError, match="cpus-per-task"):
         run_sweep(cfg, ["ECG200"], root=tmp_path, cpus_per_task=0)
+    for share in (0, 1.5, -0.25):
+        with pytest.raises(SweepError, match="gpus-per-task"):
+            run_sweep(cfg, ["ECG200"], root=tmp_path, gpus_per_task=share)
 
 
 def test_progress_bar_counts_running_done_and_failed(capsys):
@@ -234,6 +237,20 @@ def test_every_job_finishes_on_its_own_gpu_and_a_rerun_submits_nothing(ray_clust
     assert [o.status for o in again.outcomes] == ["skipped"] * 4
     assert len(read_calls(calls)) == 4                           # nothing ran a second time
     assert any("nothing to do" in m for m in messages)
+
+
+def test_a_share_of_a_gpu_per_job_runs_several_datasets_on_each_gpu(ray_cluster, cfg, tmp_path, calls):
+    # Two logical GPUs, half a GPU and half a CPU per job: all four run at once, two on each GPU.
+    stub = Stub(str(calls), sleep_s=1.0, rendezvous=4)
+    report = run_sweep(cfg, FOUR, root=tmp_path, protocol=stub, gpus_per_task=0.5, cpus_per_task=0.5,
+                       progress=False, log=lambda m: None)
+    assert [o.status for o in report.outcomes] == ["done"] * 4 and report.submitted == 4
+    seen = read_calls(calls)
+    assert all(c["device"] == "cuda" for c in seen)
+    assert sorted(c["cuda_visible_devices"] for c in seen) == ["0", "0", "1", "1"]
+    latest_start, earliest_end = max(c["start"] for c in seen), min(c["end"] for c in seen)
+    assert latest_start < earliest_end                            # the four ran together
+    assert all(len(o.gpu_ids) == 1 for o in report.outcomes)
 
 
 def test_failures_are_retried_bounded_and_never_stop_the_others(ray_cluster, cfg, tmp_path, calls):

@@ -21,6 +21,11 @@ Why it is shaped this way:
 * **The driver submits no more tasks than the cluster can run at once**, so the tasks in
   flight are the tasks running, which is what the progress bar counts. The capacity is read
   again every second, so nodes that join later are used.
+* **Several datasets may share a GPU** (``gpus_per_task=0.25``: four at once on each GPU). The
+  thesis's networks are small and a small dataset's training step is bound by kernel launches,
+  not arithmetic, so one protocol run leaves most of an H200 idle; Ray's fractional GPUs put
+  several runs on it, each in its own process (Ray points each one's ``CUDA_VISIBLE_DEVICES``
+  at the shared GPU), and none of them sees the others' memory.
 * **The protocol is injectable** (``protocol=``), which lets the tests run the whole
   scheduler on two CPU cores with a stub that only writes an entry.
 
@@ -254,14 +259,19 @@ def connect(address: str | None = None, *, local: bool = False, num_cpus: int | 
     return True
 
 
-def capacity(use_gpu: bool, cpus_per_task: float) -> int:
+def _fits(total: float, each: float) -> int:
+    """How many shares of ``each`` fit in ``total`` (1 // 0.1 is 9.0 in floating point: not here)."""
+    return int(total / each + 1e-9)
+
+
+def capacity(use_gpu: bool, cpus_per_task: float, gpus_per_task: float = 1.0) -> int:
     """How many dataset tasks the cluster can run at once now (at least 1)."""
     import ray
 
     res = ray.cluster_resources()
     if use_gpu:
-        return max(1, int(min(res.get("GPU", 0), res.get("CPU", 0) // cpus_per_task)))
-    return max(1, int(res.get("CPU", 0) // cpus_per_task))
+        return max(1, min(_fits(res.get("GPU", 0), gpus_per_task), _fits(res.get("CPU", 0), cpus_per_task)))
+    return max(1, _fits(res.get("CPU", 0), cpus_per_task))
 
 
 # -- the driver -----------------------------------------------------------------------------------
@@ -301,12 +311,13 @@ class SweepReport:
 
 def run_sweep(cfg: Config, names: Sequence[str], *, root: Path | None = None, protocol: Protocol | None = None,
               retries: int = 2, use_gpu: bool | None = None, cpus_per_task: float | None = None,
-              max_concurrent: int | None = None, order: str = "largest", progress: bool = True,
+              gpus_per_task: float = 1.0, max_concurrent: int | None = None, order: str = "largest", progress: bool = True,
               log: Callable[[str], None] = print, write_report: bool = True) -> SweepReport:
     """Run the protocol for every dataset of ``names`` whose entry is not done; return the report.
 
     Joins or starts Ray (:func:`connect`) unless it is already initialised. ``use_gpu=None``
-    asks for one GPU per task when the cluster has GPUs and ``cfg.device`` is not ``cpu``.
+    asks for a GPU per task when the cluster has GPUs and ``cfg.device`` is not ``cpu``;
+    ``gpus_per_task`` below 1 lets that many tasks share one (0.25: four per GPU).
     A failure never stops the other datasets; it is retried ``retries`` times (crashes and
     exceptions alike, except :data:`PERMANENT_ERRORS`).
     """
@@ -318,6 +329,8 @@ def run_sweep(cfg: Config, names: Sequence[str], *, root: Path | None = None, pr
         raise SweepError(f"--max-concurrent must be >= 1, got {max_concurrent}")
     if cpus_per_task is not None and not cpus_per_task > 0:
         raise SweepError(f"--cpus-per-task must be > 0, got {cpus_per_task}")
+    if not 0 < gpus_per_task <= 1:
+        raise SweepError(f"--gpus-per-task must be in (0, 1] (a share of one GPU), got {gpus_per_task}")
     root = Path(root or results_root()).resolve()
     t_start = time.monotonic()
     the_plan = plan(cfg, names, root, order=order)
@@ -333,7 +346,7 @@ def run_sweep(cfg: Config, names: Sequence[str], *, root: Path | None = None, pr
     started = connect(log=log) if not ray.is_initialized() else False
     try:
         outcomes, submitted, interrupted = _drive(ray, cfg, the_plan.todo, root, protocol, retries, use_gpu,
-                                                  cpus_per_task, max_concurrent, progress, log)
+                                                  cpus_per_task, gpus_per_task, max_concurrent, progress, log)
         cluster = {k: float(v) for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
     finally:
         if started:
@@ -352,7 +365,7 @@ def run_sweep(cfg: Config, names: Sequence[str], *, root: Path | None = None, pr
 
 
 def _drive(ray, cfg: Config, todo: list[str], root: Path, protocol: Protocol | None, retries: int,
-           use_gpu: bool | None, cpus_per_task: float | None, max_concurrent: int | None,
+           use_gpu: bool | None, cpus_per_task: float | None, gpus_per_task: float, max_concurrent: int | None,
            progress: bool, log: Callable[[str], None]) -> tuple[list[Outcome], int, bool]:
     """Submit, watch, retry: the scheduling loop of :func:`run_sweep`."""
     from .reproduce import entry_dir, is_done
@@ -366,9 +379,10 @@ def _drive(ray, cfg: Config, todo: list[str], root: Path, protocol: Protocol | N
         raise DeviceError(f"device {cfg.device!r} was asked for, but the Ray cluster has no GPU (use device=auto or cpu)")
     if cpus_per_task is None:
         res = ray.cluster_resources()
-        cpus_per_task = max(1, min(8, int(res.get("CPU", 1) // max(1, n_gpus)))) if use_gpu else 1
+        slots = _fits(n_gpus, gpus_per_task) if use_gpu else 0   # tasks that run on the GPUs at once
+        cpus_per_task = max(1, min(8, int(res.get("CPU", 1) // max(1, slots)))) if use_gpu else 1
     task = ray.remote(
-        num_cpus=cpus_per_task, num_gpus=1 if use_gpu else 0,
+        num_cpus=cpus_per_task, num_gpus=gpus_per_task if use_gpu else 0,
         max_calls=1,          # a fresh worker per dataset: GPU memory is released in between
         max_retries=0, retry_exceptions=False)(run_job)   # retries are counted by the driver
     threads = max(1, int(cpus_per_task))
@@ -380,10 +394,11 @@ def _drive(ray, cfg: Config, todo: list[str], root: Path, protocol: Protocol | N
     interrupted = False
     bar = _Bar(len(todo), progress)
     say = bar.write if bar.active else log
-    say(f"{len(todo)} dataset(s) to run, {'1 GPU' if use_gpu else 'no GPU'} and {cpus_per_task:g} CPU(s) per task")
+    gpu_text = (("1 GPU" if gpus_per_task == 1 else f"{gpus_per_task:g} of a GPU") if use_gpu else "no GPU")
+    say(f"{len(todo)} dataset(s) to run, {gpu_text} and {cpus_per_task:g} CPU(s) per task")
     try:
         while queue or inflight:
-            slots = max_concurrent or capacity(use_gpu, cpus_per_task)
+            slots = max_concurrent or capacity(use_gpu, cpus_per_task, gpus_per_task)
             while queue and len(inflight) < slots:
                 name, attempt = queue.popleft()
                 log_path = entry_dir(cfg.replace(dataset=name), root) / LOG_NAME
@@ -527,6 +542,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-gpus", type=int, default=None, help="GPUs of a local instance (default: all)")
     p.add_argument("--cpus-per-task", type=float, default=None,
                    help="CPUs (and torch threads) per dataset (default: 1 without GPUs, CPUs/GPUs capped at 8 with)")
+    p.add_argument("--gpus-per-task", type=float, default=1.0,
+                   help="share of a GPU per dataset, e.g. 0.25 runs four datasets on each GPU (default 1)")
     p.add_argument("--max-concurrent", type=int, default=None, help="at most this many datasets at once")
     p.add_argument("--order", choices=("largest", "given"), default="largest",
                    help="submission order: largest datasets first (default) or as given")
@@ -558,6 +575,7 @@ def _cli_sweep(args: argparse.Namespace) -> int:
         # `kill`) should stop the workers and write the report, as Ctrl-C does.
         signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
         report = run_sweep(cfg, names, root=root, retries=args.retries, cpus_per_task=args.cpus_per_task,
+                           gpus_per_task=args.gpus_per_task,
                            max_concurrent=args.max_concurrent, order=args.order,
                            progress=not args.no_progress and sys.stderr.isatty(), log=say)
     finally:
