@@ -138,6 +138,12 @@ def test_a_study_resumes_only_cells_drawn_with_the_same_settings(env, monkeypatc
     assert {r["rescale"] for r in other["rows"]} == {0.0}
     sampling_study(cfg.replace(rescale=0.0, sample_bf16=True), "steps", log=lambda m: None)
     assert len(drawn) == 3 * n                                 # bf16 never resumes an fp32 study
+    # a labelled study sits beside the profile's own and leaves it as it is
+    before = study_path(cfg, "steps").read_text()
+    sampling_study(cfg, "steps", label="gamma-default", log=lambda m: None)
+    assert study_path(cfg, "steps", label="gamma-default").is_file() and study_path(cfg, "steps").read_text() == before
+    with pytest.raises(ConfigError, match="label"):
+        study_path(cfg, "steps", label="../x")
 
 
 def test_steps_summary_finds_the_fewest_steps_within_the_baseline_spread():

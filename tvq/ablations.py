@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -88,8 +89,16 @@ STUDIES = ("tmax", "rescale", "steps")
 _KEY_ADDED_LATER: dict[str, Any] = {"evaluator": "lee2023", "sample_bf16": False, "score_series": "all"}
 
 
-def study_path(cfg: Config, study: str, root: Path | None = None) -> Path:
-    return (root or results_root()) / cfg.dataset / "ablations" / f"{study}-{cfg.profile}-seed{cfg.seed}.json"
+_LABEL = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def study_path(cfg: Config, study: str, root: Path | None = None, label: str = "") -> Path:
+    """Where a study is stored; ``label`` keeps a study run under other settings (``-p rescale=0``,
+    say) beside the profile's own instead of over it."""
+    if label and not _LABEL.fullmatch(label):
+        raise ConfigError(f"a study label is 1-40 letters, digits, '-' or '_' (got {label!r})")
+    suffix = f"-{label}" if label else ""
+    return (root or results_root()) / cfg.dataset / "ablations" / f"{study}-{cfg.profile}-seed{cfg.seed}{suffix}.json"
 
 
 def _cells(study: str, cfg: Config) -> list[dict[str, Any]]:
@@ -118,7 +127,8 @@ def _cells(study: str, cfg: Config) -> list[dict[str, Any]]:
     raise ConfigError(f"unknown study {study!r}; choose one of {', '.join(STUDIES)}")
 
 
-def sampling_study(cfg: Config, study: str, *, root: Path | None = None, log=print) -> dict[str, Any]:
+def sampling_study(cfg: Config, study: str, *, root: Path | None = None, label: str = "",
+                   log=print) -> dict[str, Any]:
     """Run (or finish) one sampling study on the model of ``cfg``; return the study record.
 
     Every finished cell is written at once, so an interrupted study resumes at the next cell.
@@ -134,7 +144,7 @@ def sampling_study(cfg: Config, study: str, *, root: Path | None = None, log=pri
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
     ds = load_ucr(cfg.dataset, data_dir=cfg.data_dir or None, scaling=cfg.scaling)
-    path = study_path(cfg, study, root)
+    path = study_path(cfg, study, root, label)
     fingerprint = training_fingerprint(cfg, ds)
     key = {"study": study, "training_fingerprint": fingerprint, "n_samples": cfg.n_samples, "seed": cfg.seed,
            "guidance": cfg.guidance, "fcn_epochs": cfg.fcn_epochs}
@@ -186,14 +196,15 @@ def sampling_study(cfg: Config, study: str, *, root: Path | None = None, log=pri
         if labels is not None:
             save_npy(path.with_suffix("") / f"labels_{name}.npy", labels[:FIGURE_SAMPLES].numpy().astype(np.int64))
         rows[name] = row
-        record = {"key": key, "dataset": ds.name, "profile": cfg.profile, "study": study, "complete": False,
+        record = {"key": key, "dataset": ds.name, "profile": cfg.profile, "study": study, "label": label,
+                  "complete": False,
                   "rows": [rows[c["name"]] for c in cells if c["name"] in rows]}
         write_json(path, record)
         fid_txt = f"{row['fid']:.3f}" if row["fid"] is not None else "n/a (non-finite samples)"
         log(f"[{ds.name}] {study} {name}: FID {fid_txt} ({sample_s:.0f} s sampling)")
 
     record = {"key": key, "dataset": ds.name, "profile": cfg.profile, "seed": cfg.seed, "study": study,
-              "complete": True, "n_samples": cfg.n_samples, "stage1_epochs": cfg.stage1_epochs,
+              "label": label, "complete": True, "n_samples": cfg.n_samples, "stage1_epochs": cfg.stage1_epochs,
               "stage2_epochs": cfg.stage2_epochs, "trtr": float(trtr),
               "rows": [rows[c["name"]] for c in cells],
               "wall_s_this_invocation": round(time.monotonic() - t0, 1),
@@ -246,6 +257,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-f", "--params", default="thesis", help="params file or profile (default: thesis)")
     p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--results", default=None, help="results store (default: $TVQ_RESULTS_DIR or ./results)")
+    p.add_argument("--label", default="", help="store a sampling study under other settings beside the "
+                                               "profile's own, e.g. --label rescale0 -p rescale=0")
     p.set_defaults(func=_cli)
 
 
@@ -253,6 +266,8 @@ def _cli(args: argparse.Namespace) -> int:
     cfg = load_config(args.params, {**parse_overrides(args.param), "dataset": args.name})
     root = Path(args.results) if args.results else None
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    if args.label and args.study == "train":
+        raise TvqError("--label is for the sampling studies; a training variant is stored under its own profile")
     if args.study == "train":
         if not args.variant:
             raise TvqError(f"'tvq ablate train' needs a variant: {', '.join(TRAINING_VARIANTS)}")
@@ -262,7 +277,7 @@ def _cli(args: argparse.Namespace) -> int:
         return 0
     if args.variant:
         raise TvqError(f"'tvq ablate {args.study}' takes no variant (got {args.variant!r})")
-    record = sampling_study(cfg, args.study, root=root, log=log)
+    record = sampling_study(cfg, args.study, root=root, label=args.label, log=log)
     for row in record["rows"]:
         print(json.dumps({k: row.get(k) for k in ("name", "sampler", "t_max", "steps", "rescale_mode", "rescale", "fid",
                                                   "is_mean") if k in row}))
