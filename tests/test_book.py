@@ -251,12 +251,38 @@ def test_build_has_the_thesis_figures_and_tables(built_html):
     archive = html.unescape(_pages(built_html)[ARCHIVE_PAGE])
     for number in range(17, 25):
         assert f"Figure {number}" in archive, f"Figure {number} is not on the archive page"
+    _run_charts_are_images_where_the_store_has_data(_pages(built_html)[ARCHIVE_PAGE])
     for label in TABLES:
         m = re.search(rf"<table\b[^>]*id=\"{label}\".*?</table>", text, flags=re.S)
         assert m, f"table {label} missing (or not rendered as a table)"
         assert m.group(0).count("<tr") >= 3, f"{label}: too few rows"
         number = label.split("-")[1]
         assert f"Table {number}." in html.unescape(m.group(0))
+
+
+def _run_charts_are_images_where_the_store_has_data(page: str) -> None:
+    """Figures 17-24: a group of 16 datasets with a full-budget entry in the store is an image
+    (between the previous caption and its own), and a group without one says why, in words."""
+    from tvq.data import all_datasets
+    from tvq.results import entries
+
+    df = entries(ROOT / "results", profile="thesis")
+    stored = set(df[df["full_budget"]]["dataset"]) if not df.empty else set()
+    ids = {d.name: d.id for d in all_datasets()}
+    with_data = {17 + (ids[n] - 1) // 16 for n in stored}
+    previous = 0
+    for number in range(17, 25):
+        drawn = page.find(f"<strong>Figure {number}.</strong>")
+        if number in with_data:
+            assert drawn > 0, f"Figure {number}: the store has its datasets, but the page has no drawn figure"
+            assert re.search(r"<img\b[^>]*src=", page[previous:drawn]), f"Figure {number}: no image above its caption"
+            previous = drawn
+        else:
+            said = page.find(f"<strong>Figure {number}</strong>")
+            assert drawn < 0 and said > 0, f"Figure {number}: no data, so it must say so (not draw an empty figure)"
+            assert "none has an entry" in html.unescape(page[said:said + 400])
+            previous = said
+    assert with_data, "the store holds no full-budget entry: nothing here checks that a run chart is an image"
 
 
 def test_build_is_self_contained_and_clean(built_html):
