@@ -72,7 +72,11 @@ def pick(names: list[str] | None, *, remaining: bool, count: int | None, results
         chosen = [d.name for d in all_datasets() if availability(d.name) == "offline" and d.name not in done]
     else:
         raise BatchError("name the datasets (--datasets A,B) or pass --remaining")
-    chosen = sorted(dict.fromkeys(chosen), key=lambda n: (get_info(n).n_train * get_info(n).max_length, n))
+    def size(name: str) -> int:
+        info = get_info(name)
+        return info.n_train * info.max_length
+
+    chosen = sorted(dict.fromkeys(chosen), key=lambda n: (size(n), n))
     return chosen[:count] if count else chosen
 
 
@@ -91,8 +95,8 @@ def prepare(names: list[str], folder: Path, *, params: str, max_mib: float) -> d
         raise BatchError("evaluator: lee2023 needs the thesis's evaluators: set $TVQ_EVALUATOR_DIR")
     if need_evaluators:
         (folder / "evaluators").mkdir()
+    root = local_dir(cfg.data_dir or None)
     for name in names:
-        root = local_dir(cfg.data_dir or None)
         pair = _local_files(name, root) if root is not None else None
         if pair is None:
             wheel = _wheel_files(name)
