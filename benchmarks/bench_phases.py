@@ -21,6 +21,13 @@ line is a summary table.
     python benchmarks/bench_phases.py                          # ECG5000, 2 threads, fp32 and bf16
     python benchmarks/bench_phases.py --dataset GunPoint --n-samples 256
     python benchmarks/bench_phases.py --device cuda --n-samples 4096
+    python benchmarks/bench_phases.py --compile none,default --precisions fp32   # torch.compile vs eager
+    python benchmarks/bench_phases.py --device cuda --compile none,reduce-overhead # CUDA graphs
+
+``--compile`` times each phase once per mode (``tvq.device.compile_modules`` on stage 1, the two
+U-Nets and the FCN, as ``-p compile=MODE`` does). A compiled row's first call, which compiles, is
+reported as ``compile_s`` and left out of the timing; its FLOPs are the eager row's (the same
+arithmetic). The summary gives each mode's speed-up over eager per phase, from this one run.
 """
 from __future__ import annotations
 
@@ -33,11 +40,11 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from timing import median_seconds, model_setting_parser, stage1_step, stage2_step, sync
+from timing import median_seconds, model_setting_parser, seconds, stage1_step, stage2_step, sync
 
 from tvq.config import load_config
 from tvq.data import load_ucr
-from tvq.device import resolve_device
+from tvq.device import compile_modules, resolve_device
 from tvq.fcn import FCN
 from tvq.model import TimeVQVDM
 
@@ -101,9 +108,11 @@ def count_flops(fn) -> int:
     return int(counter.get_total_flops())
 
 
-def fcn_step(n_classes: int, x: torch.Tensor, batch_size: int, generator: torch.Generator):
+def fcn_step(n_classes: int, x: torch.Tensor, batch_size: int, generator: torch.Generator,
+             compile_mode: str = "none"):
     """One AdamW step of the FCN recipe (appendix D) on ``batch_size`` series of ``x``."""
     model = FCN(n_classes).to(x.device).train()
+    compile_modules([model], compile_mode)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-5, foreach=True)
     y = torch.arange(len(x), device=x.device) % n_classes
 
@@ -124,7 +133,12 @@ def main() -> None:
     ap.add_argument("--n-samples", type=int, default=128, help="samples per timed sampling call")
     ap.add_argument("--sample-steps", type=int, default=128)
     ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--compile", default="none",
+                    help="comma-separated torch.compile modes to time: none (eager), default, reduce-overhead")
     args = ap.parse_args()
+    modes = args.compile.split(",")
+    if "none" not in modes:
+        modes.insert(0, "none")                        # compiled rows borrow the eager rows' FLOPs
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -136,17 +150,19 @@ def main() -> None:
                "device": str(device), "torch": torch.__version__, **cpu_bf16_units()}
     print(json.dumps({"machine": machine, "dataset": args.dataset, "length": ds.length}), flush=True)
 
-    rows = []
-    for precision in args.precisions.split(","):
+    rows, flops_of = [], {}
+    for precision, mode in [(p, m) for p in args.precisions.split(",") for m in modes]:
         bf16 = precision == "bf16"
         torch.manual_seed(0)
         model = TimeVQVDM.from_config(cfg.replace(stage1_precision="bf16" if bf16 else "fp32"),
                                       length=ds.length, n_classes=ds.n_classes).to(device)
+        torch._dynamo.reset()
+        compile_modules((model.stage1, model.unet_lf, model.unet_hf), mode)
         g = torch.Generator().manual_seed(0)
         s1 = stage1_step(model, x, args.batch_size, g)   # stage1_precision sets the autocast of stage 1
         s2_inner = stage2_step(model, x, y, args.batch_size, g)
         s2 = lambda: _under(autocast(device, bf16), s2_inner)
-        f_inner = fcn_step(ds.n_classes, x, args.fcn_batch_size, g)
+        f_inner = fcn_step(ds.n_classes, x, args.fcn_batch_size, g, mode)
         f = lambda: _under(autocast(device, bf16), f_inner)
         model.eval()
 
@@ -157,23 +173,31 @@ def main() -> None:
         phases = [("stage1 step", s1, args.steps), ("stage2 step", s2, args.steps), ("fcn step", f, args.steps),
                   (f"{args.n_samples} samples", sample, max(1, args.steps // 2))]
         for name, fn, repeats in phases:
-            flops = count_flops(fn)
+            compile_s = None
+            if mode == "none":
+                flops = flops_of[(precision, name)] = count_flops(fn)
+            else:                                      # the first call compiles (the step's shapes are fixed)
+                flops, compile_s = flops_of[(precision, name)], seconds(fn, device)
             before = best_matmul_peak(device, bf16)    # right before the phase: the same load on the machine
             sec = median_seconds(fn, repeats, device, warmup=1)
             after = best_matmul_peak(device, bf16)     # and right after; the better reading is the peak
             peak, peak_n, peak_precision = max(before, after)
-            row = {"precision": precision, "phase": name, "seconds": round(sec, 4), "gflop": round(flops / 1e9, 3),
+            row = {"precision": precision, "compile": mode, "compile_s": compile_s and round(compile_s, 1),
+                   "phase": name, "seconds": round(sec, 4), "gflop": round(flops / 1e9, 3),
                    "gflops_per_s": round(flops / sec / 1e9, 1), "matmul_peak_gflops": round(peak, 1),
                    "matmul_peak_n": peak_n, "matmul_peak_precision": peak_precision,
                    "fraction_of_peak": round(flops / sec / 1e9 / peak, 3)}
             rows.append(row)
             print(json.dumps(row), flush=True)
     # the ratio the issue asks for: bf16 over fp32 speed-up per phase, measured in this one run
-    by = {(r["precision"], r["phase"]): r for r in rows}
-    speedup = {ph: round(by[("fp32", ph)]["seconds"] / by[("bf16", ph)]["seconds"], 2)
-               for (p, ph) in by if p == "fp32" and ("bf16", ph) in by}
-    print(json.dumps({"summary": {"bf16_speedup": speedup,
-                                  "peak_gflops": {p: by[(p, ph)]["matmul_peak_gflops"] for (p, ph) in by}}}))
+    by = {(r["precision"], r["compile"], r["phase"]): r for r in rows}
+    speedup = {ph: round(by[("fp32", "none", ph)]["seconds"] / by[("bf16", "none", ph)]["seconds"], 2)
+               for (p, m, ph) in by if (p, m) == ("fp32", "none") and ("bf16", "none", ph) in by}
+    compiled = {f"{p}/{m}": {ph: round(by[(p, "none", ph)]["seconds"] / by[(p, m, ph)]["seconds"], 2)
+                             for (p2, m2, ph) in by if (p2, m2) == (p, m)}
+                for (p, m, _) in by if m != "none"}
+    print(json.dumps({"summary": {"bf16_speedup": speedup, "compile_speedup": compiled,
+                                  "peak_gflops": {p: by[(p, m, ph)]["matmul_peak_gflops"] for (p, m, ph) in by}}}))
 
 
 def _under(ctx, fn) -> None:

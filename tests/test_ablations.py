@@ -156,3 +156,30 @@ def test_steps_summary_finds_the_fewest_steps_within_the_baseline_spread():
     s = steps_summary({"rows": rows})
     assert s["baseline_mean"] == pytest.approx(3.0) and s["baseline_sd"] == pytest.approx(0.2)
     assert s["fewest"] == {"ancestral": 32, "ddim": 8, "dpmpp_2m": None}
+
+
+def test_a_study_does_not_mix_cells_of_a_retrained_model(env, monkeypatch):
+    import shutil
+
+    import torch
+
+    import tvq.train
+    from tvq.reproduce import run_dir
+
+    cfg = tiny()
+    monkeypatch.setattr("tvq.ablations.TMAX_GRID", ((1.0, 2, False), (0.99, 2, False)))
+    first = sampling_study(cfg, "tmax", log=lambda m: None)
+    shutil.rmtree(run_dir(cfg).parent)        # the cache is lost; the retrained weights differ
+    real_train = tvq.train.train
+
+    def other_rounding(*args, **kwargs):
+        model = real_train(*args, **kwargs)
+        with torch.no_grad():
+            next(model.unet_lf.parameters()).add_(1e-3)
+        return model
+    monkeypatch.setattr(tvq.train, "train", other_rounding)
+    real_sample, calls = tvq.model.TimeVQVDM.sample, []
+    monkeypatch.setattr(tvq.model.TimeVQVDM, "sample", lambda self, *a, **k: calls.append(1) or real_sample(self, *a, **k))
+    again = sampling_study(cfg, "tmax", log=lambda m: None)
+    assert again["key"]["weights"] != first["key"]["weights"]
+    assert len(calls) == 2 and again["complete"]    # both cells drawn anew, from the new model

@@ -116,15 +116,16 @@ def test_every_field_declares_one_role_and_the_derived_sets_are_the_old_lists():
 
     for f in dataclasses.fields(Config):
         assert f.metadata["role"] in ROLES, f.name
-    assert fields_with_role("bookkeeping") == {"device", "threads", "save"}
+    assert fields_with_role("bookkeeping") == {"device", "threads", "compile", "save"}
     assert fields_with_role("provenance") == {"profile", "data_dir"}
     assert fields_with_role("sampling", "scoring", "provenance", "bookkeeping") == {
-        "profile", "device", "threads", "data_dir", "save", "sampler", "sample_noise", "sample_noise_cond", "t_max", "steps_uncond",
+        "profile", "device", "threads", "compile", "data_dir", "save", "sampler", "sample_noise", "sample_noise_cond", "t_max", "steps_uncond",
         "steps_cond", "guidance", "rescale", "rescale_mode", "n_samples", "n_runs", "sample_batch_size",
         "sample_bf16", "uncond_labels", "fcn_epochs", "fcn_batch_size", "fcn_lr", "fcn_weight_decay", "evaluator",
         "score_series"}
     assert set(Config().to_dict()) - budget_fields() == {
-        "dataset", "profile", "seed", "device", "threads", "data_dir", "save", "sample_batch_size", "evaluator"}
+        "dataset", "profile", "seed", "device", "threads", "compile", "data_dir", "save", "sample_batch_size",
+        "evaluator"}
 
 
 def test_a_new_sampling_field_does_not_move_the_training_fingerprint():

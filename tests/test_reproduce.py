@@ -5,6 +5,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 import tvq.model
 from tvq.config import load_config
@@ -222,3 +223,41 @@ def test_unconditional_draws_through_the_class_prior_carry_labels_in_the_trainin
     seen.clear()
     reproduce(tiny().replace(n_runs=1, n_samples=40, sample_batch_size=40, seed=1), log=lambda m: None)
     assert seen[0][1] is None
+
+
+def _lose_the_cache_and_retrain_differently(cfg, monkeypatch):
+    """What a new session on another CPU meets: the checkpoints are gone and the same configuration
+    trains to other weights (here: the same training, then one weight nudged)."""
+    import tvq.train
+
+    shutil.rmtree(run_dir(cfg).parent)
+    real_train = tvq.train.train
+
+    def other_rounding(*args, **kwargs):
+        model = real_train(*args, **kwargs)
+        with torch.no_grad():
+            next(model.unet_lf.parameters()).add_(1e-3)
+        return model
+    monkeypatch.setattr(tvq.train, "train", other_rounding)
+
+
+def test_phases_drawn_from_other_weights_are_not_reused(env, monkeypatch):
+    cfg = tiny()
+    first = reproduce(cfg, log=lambda m: None)
+    entry = entry_dir(cfg)
+    assert len(first["weights_sha256"]) == 16
+    evaluator_phase = (entry / "phases" / "evaluator.json").read_text()
+    # the same weights (the model still cached): a rerun reuses every phase and draws nothing
+    monkeypatch.setattr(tvq.model.TimeVQVDM, "sample", lambda *a, **k: pytest.fail("redrew a stored phase"))
+    assert reproduce(cfg, log=lambda m: None)["fid_uncond_mean"] == first["fid_uncond_mean"]
+    monkeypatch.undo()
+    monkeypatch.setenv("TVQ_CACHE_DIR", str(env / "cache"))
+    monkeypatch.setenv("TVQ_RESULTS_DIR", str(env / "results"))
+
+    _lose_the_cache_and_retrain_differently(cfg, monkeypatch)
+    real_sample, calls = tvq.model.TimeVQVDM.sample, []
+    monkeypatch.setattr(tvq.model.TimeVQVDM, "sample", lambda self, *a, **k: calls.append(1) or real_sample(self, *a, **k))
+    again = reproduce(cfg, log=lambda m: None)
+    assert again["weights_sha256"] != first["weights_sha256"]
+    assert len(calls) >= cfg.n_runs + 1      # every unconditional run and the conditional one drawn anew
+    assert (entry / "phases" / "evaluator.json").read_text() == evaluator_phase  # no model in it: kept

@@ -138,7 +138,7 @@ def sampling_study(cfg: Config, study: str, *, root: Path | None = None, label: 
     from .device import resolve_device, set_threads
     from .evaluate import evaluate_samples, get_evaluator
     from .sampling import class_labels_by_proportion
-    from .train import hardware_summary, software_versions, train, training_fingerprint
+    from .train import hardware_summary, software_versions, train, training_fingerprint, weights_digest
 
     cells = _cells(study, cfg)
     set_threads(cfg.threads)
@@ -153,6 +153,12 @@ def sampling_study(cfg: Config, study: str, *, root: Path | None = None, label: 
     # Fields that entered the key later are left out at their defaults, so that a record written
     # before still resumes; a study under another evaluator or in bf16 never resumes an fp32 one.
     key.update({k: getattr(cfg, k) for k, v in _KEY_ADDED_LATER.items() if getattr(cfg, k) != v})
+    t0 = time.monotonic()
+    evaluator, trtr = get_evaluator(ds, cfg, device=device)
+    model = train(cfg, run_dir(cfg, fingerprint), dataset=ds, progress=False)
+    # The weights, not only the configuration: cells drawn from a model that was retrained after its
+    # cache was lost (other CPU, other rounding) are not mixed with the new model's.
+    key["weights"] = weights_digest(model)
     record: dict[str, Any] = {}
     if path.is_file():
         try:
@@ -167,9 +173,6 @@ def sampling_study(cfg: Config, study: str, *, root: Path | None = None, label: 
     rows: dict[str, Any] = {r["name"]: r for r in record.get("rows", [])
                             if r["name"] in want and all(r.get(k) == v for k, v in want[r["name"]].items())}
 
-    t0 = time.monotonic()
-    evaluator, trtr = get_evaluator(ds, cfg, device=device)
-    model = train(cfg, run_dir(cfg, fingerprint), dataset=ds, progress=False)
     for i, cell in enumerate(cells):
         name = cell["name"]
         if name in rows:

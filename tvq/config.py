@@ -31,6 +31,7 @@ TRAINING = "training"        # changes the trained weights: part of the training
 SAMPLING = "sampling"        # changes what is drawn from a trained model
 SCORING = "scoring"          # changes how draws are scored
 PROVENANCE = "provenance"    # names where a run came from (profile, data folder); changes no number
+COMPILE_MODES = ("none", "default", "reduce-overhead")
 BOOKKEEPING = "bookkeeping"  # where and how fast it runs; changes no result
 ROLES = (TRAINING, SAMPLING, SCORING, PROVENANCE, BOOKKEEPING)
 _MISSING = object()
@@ -53,6 +54,11 @@ class Config:
     seed: int = _field(0, role=TRAINING, budget=False)
     device: str = _field("auto", role=BOOKKEEPING)             # auto | cpu | cuda | cuda:N
     threads: int = _field(0, role=BOOKKEEPING)                 # torch CPU threads (0 = torch's default)
+    # torch.compile for the networks that train and sample (stage 1, the two U-Nets, TSTR's FCN):
+    # none (eager, the default everywhere), default (inductor kernels) or reduce-overhead (the same,
+    # replayed as CUDA graphs on a GPU: for steps that are launch-bound, as small batches are on an
+    # H200). Bookkeeping like ``device``: fused kernels round differently, no more than a GPU does.
+    compile: str = _field("none", role=BOOKKEEPING)
     data_dir: str = _field("", role=PROVENANCE)               # local UCRArchive_2018 folder ("" = $TVQ_UCR_DIR or none)
     scaling: str = _field("thesis", role=TRAINING)          # thesis (one global mean/std of train) | none
 
@@ -200,6 +206,7 @@ _CHOICES = {
     "sample_noise": ("std", "variance"),
     "sample_noise_cond": ("same", "std", "variance"),   # tvq.sampling.SAMPLERS (a test keeps the two equal)
     "uncond_labels": ("null", "train_prior"),
+    "compile": COMPILE_MODES,
 }
 
 

@@ -258,7 +258,8 @@ def evaluate_samples(dataset: DatasetLike | str, samples: np.ndarray, labels: np
     if y is not None:
         t0 = time.perf_counter()
         fcn_tstr, tstr = fit_and_score(x, y, ds.x_test, ds.y_test, ds.n_classes, Recipe.from_config(cfg),
-                                       device=dev, progress=progress, checkpoint=tstr_checkpoint)
+                                       device=dev, progress=progress, checkpoint=tstr_checkpoint,
+                                       compile_mode=cfg.compile)
         seconds["tstr"] = time.perf_counter() - t0 + getattr(fcn_tstr, "resumed_seconds", 0.0)
 
     return {

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .device import compile_modules
 from .errors import CheckpointError, EvaluationError
 from .io import write_json
 
@@ -143,7 +144,7 @@ def _check_xy(x: np.ndarray, y: np.ndarray, n_classes: int, what: str) -> tuple[
 def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
               device: torch.device | str = "cpu", progress: bool = False,
               checkpoint: Path | None = None, checkpoint_every_s: float = 300.0,
-              stop_at_epoch: int | None = None) -> FCN:
+              stop_at_epoch: int | None = None, compile_mode: str = "none") -> FCN:
     """Fit an FCN with the appendix D recipe; the same seed and data give the same weights.
 
     The initial weights and the batch order come from ``recipe.seed`` alone (the caller's
@@ -160,6 +161,8 @@ def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
     ``stop_at_epoch``: end after that many epochs with the state saved to ``checkpoint``, which
     is then kept, so that the fit can be finished by another call (on another machine, say).
     The model returned is unfinished.
+
+    ``compile_mode``: :func:`tvq.device.compile_modules` on the network (``none``: eager).
     """
     x, y = _check_xy(x, y, n_classes, "FCN training data")
     if stop_at_epoch is not None and (checkpoint is None or not 0 < stop_at_epoch < recipe.epochs):
@@ -170,6 +173,7 @@ def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
         torch.manual_seed(recipe.seed)
         model = FCN(n_classes)
     model.to(device).train()
+    compile_modules([model], compile_mode)
     # Weight decay on every parameter, as a plain AdamW(model.parameters()) does.
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
@@ -277,14 +281,16 @@ def accuracy(model: FCN, x: np.ndarray, y: np.ndarray, batch_size: int | None = 
 
 def fit_and_score(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                   n_classes: int, recipe: Recipe, device: torch.device | str = "cpu",
-                  progress: bool = False, checkpoint: Path | None = None) -> tuple[FCN, float]:
+                  progress: bool = False, checkpoint: Path | None = None,
+                  compile_mode: str = "none") -> tuple[FCN, float]:
     """Train on (x_fit, y_fit), return the model and its accuracy on the real test set.
 
     With the real training set this is TRTR; with labelled synthetic series it is TSTR
     (section 2.6.4). One function for both keeps the two scores comparable.
     """
     x_test, y_test = _check_xy(x_test, y_test, n_classes, "real test set")
-    model = train_fcn(x_fit, y_fit, n_classes, recipe, device=device, progress=progress, checkpoint=checkpoint)
+    model = train_fcn(x_fit, y_fit, n_classes, recipe, device=device, progress=progress, checkpoint=checkpoint,
+                      compile_mode=compile_mode)
     return model, accuracy(model, x_test, y_test)
 
 

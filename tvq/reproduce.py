@@ -25,7 +25,8 @@ folder per (dataset, profile, seed)::
         parts.npz           16 real series with their LF/HF bands and reconstructions, and
                             16 generated series with their bands (Figures 13-14)
         history.json        the training loss curves, thinned to 250 points per term
-        phases/             one JSON per finished phase (what a resume skips)
+        phases/             one JSON per finished phase (what a resume skips); the phases after
+                            training are keyed by the trained weights too (``weights_sha256``)
         DONE                written last, atomically: only then does the entry count
 
 Checkpoints and trained weights are large and live outside the store, under
@@ -117,7 +118,7 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
     """Run (or finish) the protocol for ``cfg.dataset``; return the store entry."""
     from .evaluate import evaluate_samples, fid_floor, get_evaluator
     from .sampling import SamplerOptions, class_labels_by_proportion, unconditional_labels
-    from .train import hardware_summary, software_versions, train, training_fingerprint
+    from .train import hardware_summary, software_versions, train, training_fingerprint, weights_digest
 
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -151,6 +152,10 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
     log(f"[{cfg.dataset}] trained ({walls['train']:.0f} s in this invocation); sampling "
         f"{cfg.n_runs} x {cfg.n_samples} unconditional series, {cfg.steps_uncond} steps")
     run_meta = json.loads((run_path / "run.json").read_text())
+    # From here on every phase depends on the trained weights, not only on the configuration: a
+    # model retrained after its cache was lost (other CPU, other rounding) starts these phases anew.
+    weights = weights_digest(model)
+    phases = _Phases(entry, {**phases.fingerprint, "weights": weights})
 
     def score(name: str, samples: torch.Tensor, labels: torch.Tensor | None, sample_s: float) -> dict[str, Any]:
         x = samples.cpu().numpy().astype(np.float32)
@@ -227,6 +232,7 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
         "fid_train_vs_test": floor["fid_train_vs_test"],
         # Which network FID, IS and TRTR come from (lee2023: the thesis's; own: tvq's FCN).
         "evaluator": cfg.evaluator,
+        "weights_sha256": weights,  # of the trained model every sample of this entry came from
         "class_split_uncond": uncond[0]["class_split"], "train_split": uncond[0]["train_split"],
         "per_class_accuracy_cond": cond["per_class_accuracy"],
         "memorisation_uncond": uncond[0]["memorisation"], "memorisation_cond": cond["memorisation"],

@@ -35,7 +35,7 @@ from . import __version__
 from .config import (BOOKKEEPING, PROVENANCE, SAMPLING, SCORING, TRAINING, Config, fields_with_role, load_config,
                      parse_overrides)
 from .data import UCRDataset, load_ucr
-from .device import resolve_device, seed_everything, set_threads
+from .device import compile_modules, resolve_device, seed_everything, set_threads
 from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .io import atomic_path, check_output_dir, write_json
 from .locks import run_lock
@@ -187,6 +187,7 @@ def train(cfg: Config, out_dir: str | Path, *, dataset: UCRDataset | None = None
     ds = dataset if dataset is not None else load_ucr(cfg.dataset, data_dir=cfg.data_dir or None, scaling=cfg.scaling)
     generator = seed_everything(cfg.seed)   # before the model: its initial weights come from this seed
     model = TimeVQVDM.from_config(cfg, length=ds.length, n_classes=ds.n_classes).to(device)
+    compile_modules((model.stage1, model.unet_lf, model.unet_hf), cfg.compile)
     read = None
     if (out / CHECKPOINT).exists() and not restart:   # refuse another run's checkpoint before touching anything
         read = (_stat_key(out / CHECKPOINT), load_checkpoint(out / CHECKPOINT, training_fingerprint(cfg, ds)))
@@ -261,6 +262,18 @@ def _train_locked(cfg: Config, out: Path, ds: UCRDataset, model, generator: torc
     model.eval()
     save_model(out, model, cfg, ds, state, fingerprint)
     return model
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """A digest of the trained weights (every state-dict tensor, in order): what the samples of a
+    stored phase or study cell came from. The training fingerprint names a configuration; two
+    trainings of one configuration on different CPUs or thread counts round differently and end
+    in different weights, whose draws must not be mixed in one result."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def save_model(out: Path, model, cfg: Config, ds: UCRDataset, state: TrainState, fingerprint: str) -> None:

@@ -41,6 +41,13 @@ from .errors import ConfigError
 # -- building blocks ------------------------------------------------------------------------
 
 
+def _standardize(w: Tensor, eps: float) -> Tensor:
+    """Each output channel's kernel to zero mean and unit variance."""
+    flat = w.flatten(1)
+    flat = flat - flat.mean(dim=1, keepdim=True)        # plain means: torch.var is ~15x slower here
+    return (flat * torch.rsqrt((flat * flat).mean(dim=1, keepdim=True) + eps)).view_as(w)
+
+
 class WSConv1d(nn.Conv1d):
     """Conv1d whose kernel is standardised (zero mean, unit variance per output channel) on every call.
 
@@ -53,12 +60,12 @@ class WSConv1d(nn.Conv1d):
 
     def standardized_weight(self, eps: float) -> Tensor:
         w = self.weight
+        if torch.compiler.is_compiling():  # the cache is Python state: in a compiled graph it would only break it
+            return _standardize(w, eps)
         key = (w._version, w.data_ptr(), w.device, eps)
         if not torch.is_grad_enabled() and self._cache is not None and self._cache[0] == key:
             return self._cache[1]
-        flat = w.flatten(1)
-        flat = flat - flat.mean(dim=1, keepdim=True)        # plain means: torch.var is ~15x slower here
-        w_hat = (flat * torch.rsqrt((flat * flat).mean(dim=1, keepdim=True) + eps)).view_as(w)
+        w_hat = _standardize(w, eps)
         self._cache = (key, w_hat) if not torch.is_grad_enabled() else None
         return w_hat
 

@@ -90,6 +90,34 @@ def n_downsamples_thesis_code(length: int, n_fft: int, band: str) -> int:
 _KERNEL, _STRIDE, _PAD = (3, 4), (1, 2), (1, 1)  # time axis only is down-/up-sampled
 
 
+def _edge_pad(x: torch.Tensor, dim: int, p: int) -> torch.Tensor:
+    """Replicate padding of ``p`` on both ends of ``dim``, from slices and a concatenation."""
+    if p == 0:
+        return x
+    first, last = x.narrow(dim, 0, 1), x.narrow(dim, x.shape[dim] - 1, 1)
+    return torch.cat([first] * p + [x] + [last] * p, dim=dim)
+
+
+class ReplicateConv2d(nn.Conv2d):
+    """``nn.Conv2d(..., padding_mode="replicate")``, the same parameters and state dict.
+
+    Eager, it is exactly that layer. Under ``torch.compile`` the padding is built from edge slices
+    instead: inductor (torch 2.13) miscompiles the backward of ``replication_pad2d`` after a
+    channels-last convolution gradient (a stride assertion fails), and slices and a concatenation
+    compute the same forward and, up to the order of a sum, the same gradient.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel_size, stride=1, padding=0) -> None:
+        super().__init__(c_in, c_out, kernel_size, stride, padding, padding_mode="replicate")
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if not torch.compiler.is_compiling():
+            return super()._conv_forward(input, weight, bias)
+        ph, pw = self.padding
+        x = _edge_pad(_edge_pad(input, -2, ph), -1, pw)
+        return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, self.groups)
+
+
 class ResBlock(nn.Module):
     """Pre-activation residual block: ``x + Conv1x1(LReLU([BN](Conv3x3(LReLU(x)))))``.
 
@@ -114,7 +142,7 @@ class ResBlock(nn.Module):
 def _down_block(c_in: int, c_out: int) -> nn.Sequential:
     # Replicate padding at the borders of the spectrogram, as the thesis code does.
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, _KERNEL, _STRIDE, _PAD, padding_mode="replicate"),
+        ReplicateConv2d(c_in, c_out, _KERNEL, _STRIDE, _PAD),
         nn.BatchNorm2d(c_out),
         nn.LeakyReLU(inplace=True),
     )
@@ -140,7 +168,7 @@ class Encoder(nn.Module):
         if n_down > 0:
             stem = [_down_block(in_channels, hidden_dim)] + [_down_block(hidden_dim, hidden_dim) for _ in range(n_down - 1)]
         else:
-            stem = [nn.Sequential(nn.Conv2d(in_channels, hidden_dim, 3, 1, 1, padding_mode="replicate"),
+            stem = [nn.Sequential(ReplicateConv2d(in_channels, hidden_dim, 3, 1, 1),
                                   nn.BatchNorm2d(hidden_dim), nn.LeakyReLU(inplace=True))]
         res = [nn.Sequential(ResBlock(hidden_dim, batch_norm=True), nn.BatchNorm2d(hidden_dim)) for _ in range(n_resblocks)]
         self.net = nn.Sequential(*stem, *res)
@@ -213,6 +241,14 @@ class VQOutput:
 
 
 @implements("73")
+def token_counts(indices: torch.Tensor, codebook_size: int, dtype: torch.dtype) -> torch.Tensor:
+    """How many of ``indices`` fall on each of the K tokens: ``bincount(minlength=K)`` with a
+    shape fixed at K (bincount's output shape depends on the data, which ends a compiled graph).
+    The counts are whole numbers, exact in float32 for any batch below 2^24 vectors."""
+    return torch.zeros(codebook_size, dtype=dtype, device=indices.device).index_add_(
+        0, indices, torch.ones_like(indices, dtype=dtype))
+
+
 def vq_loss(z: torch.Tensor, z_q: torch.Tensor, beta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. (73): ``(||sg[z] - z_q||^2, beta * ||z - sg[z_q]||^2)``, each a mean over elements.
 
@@ -319,7 +355,7 @@ class VectorQuantizer(nn.Module):
         """
         flat = z.detach().reshape(-1, self.codebook_dim).to(self.embed_sum.dtype)
         idx = indices.reshape(-1)
-        n_k = torch.bincount(idx, minlength=self.codebook_size).to(self.cluster_size.dtype)
+        n_k = token_counts(idx, self.codebook_size, self.cluster_size.dtype)
         sum_k = torch.zeros_like(self.embed_sum).index_add_(0, idx, flat)
         gamma = self.decay
         self.cluster_size.mul_(gamma).add_(n_k, alpha=1 - gamma)
@@ -344,7 +380,7 @@ class VectorQuantizer(nn.Module):
         # Look-up with the codebook as it was before this batch's update, as in the thesis code.
         z_q = self.lookup(indices).to(z.dtype)
         codebook_loss, commit_loss = vq_loss(z, z_q, self.beta)
-        counts = torch.bincount(indices.reshape(-1), minlength=self.codebook_size).to(z.dtype)
+        counts = token_counts(indices.reshape(-1), self.codebook_size, z.dtype)
         p = counts / counts.sum()
         perplexity = torch.exp(-(p * torch.log(p.clamp_min(1e-10))).sum())
         if self.training:
