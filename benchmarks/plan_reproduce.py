@@ -35,6 +35,12 @@ CPU runs were made two at a time, one thread each: ``--threads 1`` beside anothe
     python benchmarks/plan_reproduce.py --offline --remaining --out results/plan-thesis.jsonl --report --markdown
                                                   # the table from the rows timed so far, timing nothing
     python benchmarks/plan_reproduce.py Wafer -f params/thesis.yaml --device cuda
+    python benchmarks/plan_reproduce.py --offline --remaining --out results/plan-thesis.jsonl --estimate --markdown
+                                                  # the rest projected from FLOPs (plan_estimate.py)
+
+``--estimate`` times nothing: the datasets missing from ``--out`` are projected from their FLOP
+counts with a per-phase line fitted on the rows of ``--out`` (see ``plan_estimate.py``); their
+rows say ``"estimated": true`` and the summary gives the fit's leave-one-out error.
 """
 from __future__ import annotations
 
@@ -232,6 +238,8 @@ def main() -> int:
     ap.add_argument("--report", action="store_true",
                     help="time nothing: report the rows of --out for the datasets asked for, and count the rest "
                          "as not yet timed")
+    ap.add_argument("--estimate", action="store_true",
+                    help="time nothing: project the datasets missing from --out from FLOP counts, fitted on its rows")
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON-lines file the rows are appended to as they are timed; datasets already in it "
                          "are not timed again (a long --offline plan resumes), and its rows enter the table")
@@ -256,12 +264,17 @@ def main() -> int:
         row.pop("h200_hours", None)
         if gpu_floor:
             row["h200_hours"] = round(gpu_projection(step_counts(cfg, row["n_train"]), gpu_floor) / 3600, 3)
-    if args.report and not args.out:
-        ap.error("--report reads the rows of --out: name the file")
+    if (args.report or args.estimate) and not args.out:
+        ap.error("--report and --estimate read the rows of --out: name the file")
     rows = [kept[n] for n in names if n in kept]
     untimed = [n for n in names if n not in kept]
+    loo = None
+    if args.estimate:
+        estimated, loo = _estimate([n for n in names if n not in kept], list(kept.values()), cfg, gpu_floor)
+        rows += estimated
+        untimed = []
     for name in names:
-        if name in kept or args.report:
+        if name in kept or args.report or args.estimate:
             continue
         try:
             row = plan(name, args.params, device, args.repeats, gpu_floor)
@@ -277,6 +290,7 @@ def main() -> int:
                 fh.write(json.dumps(row) + "\n")
     summary = {"datasets": len(rows), "not_timed": len(untimed), "cpu_core_hours": round(sum(r["core_hours"] for r in rows), 1),
                "h200_hours": round(sum(r["h200_hours"] for r in rows), 2) if gpu_floor else None,
+               "estimated": sum(bool(r.get("estimated")) for r in rows), "estimate_loo_error": loo,
                "store_full_budget": len(done), "store_earlier_defaults": sum(done.values()),
                "gpu_entries_timed": sorted(gpu_floor), "threads": torch.get_num_threads(),
                "probe_gflops_range": _range(r.get("probe_gflops") for r in rows),
@@ -288,7 +302,8 @@ def main() -> int:
         for r in sorted(rows, key=lambda r: r["total_hours"]):
             m = r["minutes"]
             h200 = f"{r['h200_hours']:.3f}" if "h200_hours" in r else "–"
-            print(f"| {r['dataset']} | {r['n_train']} | {r['length']} | {m['train_stage1']} | {m['train_stage2']} | "
+            name = f"{r['dataset']} (est.)" if r.get("estimated") else r["dataset"]
+            print(f"| {name} | {r['n_train']} | {r['length']} | {m['train_stage1']} | {m['train_stage2']} | "
                   f"{m['sampling_uncond'] + m['sampling_cond']:.1f} | {m['tstr']} | {r['total_hours']} | "
                   f"{r['core_hours']} | {h200} |")
         h200 = f"{summary['h200_hours']:.2f}" if gpu_floor else "–"
@@ -296,6 +311,36 @@ def main() -> int:
         if untimed:
             print(f"\nNot timed yet ({len(untimed)}, smallest first): {', '.join(untimed)}.")
     return 0
+
+
+def _estimate(names: list[str], timed: list[dict], cfg, gpu_floor) -> tuple[list[dict], float | None]:
+    """Rows for ``names`` projected from FLOPs (plan_estimate.py), fitted on the ``timed`` rows."""
+    import plan_estimate
+
+    if not timed:
+        raise SystemExit("plan_reproduce: --estimate needs timed rows in --out to fit on")
+    for row in timed:
+        if "step_flops" not in row:
+            ds = load_ucr(row["dataset"])
+            row["step_flops"] = plan_estimate.step_flops(cfg, len(ds.x_train), ds.length, ds.n_classes)
+        row["steps"] = plan_estimate.step_counts(cfg, row["n_train"])
+    model = plan_estimate.fit(timed)
+    threads = timed[0]["threads"]
+    rows = []
+    for name in names:
+        ds = load_ucr(name)
+        n = len(ds.x_train)
+        minutes = plan_estimate.project(model, plan_estimate.step_flops(cfg, n, ds.length, ds.n_classes),
+                                        plan_estimate.step_counts(cfg, n))
+        hours = sum(minutes.values()) / 60
+        row = {"dataset": name, "n_train": n, "length": ds.length, "profile": cfg.profile, "estimated": True,
+               "minutes": {"evaluator": 0.0, **{k: round(v, 1) for k, v in minutes.items()}},
+               "total_hours": round(hours, 2), "threads": threads, "core_hours": round(hours * threads, 2)}
+        if gpu_floor:
+            row["h200_hours"] = round(gpu_projection(step_counts(cfg, n), gpu_floor) / 3600, 3)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows, plan_estimate.leave_one_out(timed)
 
 
 if __name__ == "__main__":

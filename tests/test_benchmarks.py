@@ -105,3 +105,45 @@ def test_plan_row_times_every_phase_and_records_the_probe_beside_it():
     cfg = load_config("smoke", {})
     expect = cfg.stage1_epochs * -(-20 // cfg.stage1_batch_size) * row["step_s"]["stage1"] / 60
     assert abs(row["minutes"]["train_stage1"] - expect) < 0.06 + 0.01 * expect
+
+
+def test_plan_estimate_projects_untimed_datasets_along_the_line_fitted_to_the_timed_ones(tmp_path):
+    """Timed rows planted on a known line (seconds per step = a + b x FLOPs, per phase): --estimate
+    must give an untimed dataset exactly that line's minutes, mark its row estimated, and report
+    a leave-one-out error of zero."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import plan_estimate
+    finally:
+        sys.path.pop(0)
+    from tvq.config import load_config
+    from tvq.data import load_ucr
+
+    cfg = load_config("smoke", {})
+    line = {p: (0.01 * (i + 1), 1e-9 * (i + 2)) for i, p in enumerate(plan_estimate.PHASES)}
+
+    def minutes(name):
+        ds = load_ucr(name)
+        flops = plan_estimate.step_flops(cfg, len(ds.x_train), ds.length, ds.n_classes)
+        return ds, flops, plan_estimate.project(line, flops, plan_estimate.step_counts(cfg, len(ds.x_train)))
+
+    out = tmp_path / "plan.jsonl"
+    with open(out, "w") as fh:
+        for name in ("Chinatown", "ItalyPowerDemand", "MoteStrain"):
+            ds, flops, m = minutes(name)
+            fh.write(json.dumps({"dataset": name, "n_train": len(ds.x_train), "length": ds.length, "profile": "smoke",
+                                 "step_flops": flops, "minutes": {"evaluator": 0.0, **m},
+                                 "total_hours": sum(m.values()) / 60, "threads": 1,
+                                 "core_hours": sum(m.values()) / 60}) + "\n")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "plan_reproduce.py"), "ECG200", "-f", "smoke",
+                           "--out", str(out), "--results", str(tmp_path / "store"), "--estimate", "--markdown"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith('{"dataset"')]
+    assert [r["dataset"] for r in rows] == ["ECG200"] and rows[0]["estimated"] is True
+    _, _, want = minutes("ECG200")
+    for phase in plan_estimate.PHASES:
+        assert abs(rows[0]["minutes"][phase] - round(want[phase], 1)) <= 0.1, phase
+    summary = next(json.loads(ln)["summary"] for ln in proc.stdout.splitlines() if ln.startswith('{"summary"'))
+    assert summary["estimated"] == 1 and summary["estimate_loo_error"] < 1e-6
+    assert "| ECG200 (est.) |" in proc.stdout
