@@ -176,6 +176,7 @@ def test_cli_train_then_sample(trained_run, tmp_path):
     (["--class", "2"], "--class 2 is out of range"),
     (["--rescale", "2"], "--rescale must lie in [0, 1]"),
     (["--device", "cuda"], "no CUDA device"),
+    (["-p", "compile=fast"], "compile"),
 ])
 def test_cli_sample_bad_input(trained_run, tmp_path, args, needle):
     if "cuda" in args and torch.cuda.is_available():

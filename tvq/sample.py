@@ -12,7 +12,7 @@ import torch
 
 from .config import SEED_MAX
 from .sampling import SAMPLERS
-from .device import seed_everything, set_threads
+from .device import compile_modules, seed_everything, set_threads
 from .errors import ConfigError, EvaluationError
 from .io import check_output, save_npys
 
@@ -48,7 +48,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
 # The Config fields a trained model can be sampled with differently (everything else was fixed by training).
 SAMPLING_KEYS = ("sampler", "steps_uncond", "steps_cond", "guidance", "rescale", "rescale_mode", "t_max",
                  "sample_batch_size", "sample_bf16", "sample_noise", "sample_noise_cond", "uncond_labels", "n_samples",
-                 "seed", "threads")
+                 "seed", "threads", "compile")
 
 
 def _cli_sample(args: argparse.Namespace) -> int:
@@ -90,6 +90,7 @@ def _cli_sample(args: argparse.Namespace) -> int:
     model, meta = load_model(args.run, device=args.device)
     cfg = model.cfg.replace(**overrides)   # validated like any config
     set_threads(cfg.threads if args.threads is None else args.threads)
+    compile_modules((model.unet_lf, model.unet_hf), cfg.compile)   # the networks the sampler evaluates
     n = args.n or cfg.n_samples
     generator = seed_everything(cfg.seed if args.seed is None else args.seed)
     conditional = args.klass is not None or args.by_proportion
