@@ -11,6 +11,8 @@ from tvq.cli import main
 from tvq.config import load_config
 from tvq.errors import ConfigError
 
+from helpers import retrain_to_other_weights
+
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
@@ -161,23 +163,13 @@ def test_steps_summary_finds_the_fewest_steps_within_the_baseline_spread():
 def test_a_study_does_not_mix_cells_of_a_retrained_model(env, monkeypatch):
     import shutil
 
-    import torch
-
-    import tvq.train
     from tvq.reproduce import run_dir
 
     cfg = tiny()
     monkeypatch.setattr("tvq.ablations.TMAX_GRID", ((1.0, 2, False), (0.99, 2, False)))
     first = sampling_study(cfg, "tmax", log=lambda m: None)
     shutil.rmtree(run_dir(cfg).parent)        # the cache is lost; the retrained weights differ
-    real_train = tvq.train.train
-
-    def other_rounding(*args, **kwargs):
-        model = real_train(*args, **kwargs)
-        with torch.no_grad():
-            next(model.unet_lf.parameters()).add_(1e-3)
-        return model
-    monkeypatch.setattr(tvq.train, "train", other_rounding)
+    retrain_to_other_weights(monkeypatch)
     real_sample, calls = tvq.model.TimeVQVDM.sample, []
     monkeypatch.setattr(tvq.model.TimeVQVDM, "sample", lambda self, *a, **k: calls.append(1) or real_sample(self, *a, **k))
     again = sampling_study(cfg, "tmax", log=lambda m: None)

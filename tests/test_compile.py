@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from tvq.config import load_config
 from tvq.data import load_ucr
 from tvq.errors import ConfigError
 from tvq.fcn import FCN, Recipe, train_fcn
@@ -17,14 +16,11 @@ from tvq.model import TimeVQVDM
 from tvq.train import load_model, train
 from tvq.vqvae import token_counts
 
+from helpers import tiny_model_config
+
 
 def tiny(**overrides):
-    base = dict(stage1_epochs=2, stage2_epochs=2, hidden_dim=8, codebook_size=16, n_resblocks=1,
-                unet_lf_channels=[8, 16], unet_hf_channels=[8, 16], time_embed_dim=16, class_embed_dim=16,
-                attn_heads=2, attn_head_dim=4, stage1_batch_size=50, stage2_batch_size=50, steps_uncond=3,
-                steps_cond=3, n_samples=8, sample_batch_size=8)
-    base.update(overrides)
-    return load_config("smoke", base)
+    return tiny_model_config(**{"stage1_batch_size": 50, "stage2_batch_size": 50, **overrides})
 
 
 def breaks(module, *args, **kwargs) -> list[str]:

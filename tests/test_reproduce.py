@@ -5,11 +5,12 @@ import json
 import shutil
 
 import pytest
-import torch
 
 import tvq.model
 from tvq.config import load_config
 from tvq.reproduce import DONE, SUMMARY_KEYS, entry_dir, load_results, reproduce, run_dir
+
+from helpers import retrain_to_other_weights
 
 
 @pytest.fixture
@@ -225,22 +226,6 @@ def test_unconditional_draws_through_the_class_prior_carry_labels_in_the_trainin
     assert seen[0][1] is None
 
 
-def _lose_the_cache_and_retrain_differently(cfg, monkeypatch):
-    """What a new session on another CPU meets: the checkpoints are gone and the same configuration
-    trains to other weights (here: the same training, then one weight nudged)."""
-    import tvq.train
-
-    shutil.rmtree(run_dir(cfg).parent)
-    real_train = tvq.train.train
-
-    def other_rounding(*args, **kwargs):
-        model = real_train(*args, **kwargs)
-        with torch.no_grad():
-            next(model.unet_lf.parameters()).add_(1e-3)
-        return model
-    monkeypatch.setattr(tvq.train, "train", other_rounding)
-
-
 def test_phases_drawn_from_other_weights_are_not_reused(env, monkeypatch):
     cfg = tiny()
     first = reproduce(cfg, log=lambda m: None)
@@ -254,7 +239,8 @@ def test_phases_drawn_from_other_weights_are_not_reused(env, monkeypatch):
     monkeypatch.setenv("TVQ_CACHE_DIR", str(env / "cache"))
     monkeypatch.setenv("TVQ_RESULTS_DIR", str(env / "results"))
 
-    _lose_the_cache_and_retrain_differently(cfg, monkeypatch)
+    shutil.rmtree(run_dir(cfg).parent)          # the cache is lost; the retrained weights differ
+    retrain_to_other_weights(monkeypatch)
     real_sample, calls = tvq.model.TimeVQVDM.sample, []
     monkeypatch.setattr(tvq.model.TimeVQVDM, "sample", lambda self, *a, **k: calls.append(1) or real_sample(self, *a, **k))
     again = reproduce(cfg, log=lambda m: None)

@@ -17,14 +17,11 @@ from tvq.errors import CheckpointError
 from tvq.model import TimeVQVDM, from_diffusion_layout, to_diffusion_layout
 from tvq.train import load_model, train
 
+from helpers import tiny_model_config
+
 
 def tiny(**overrides):
-    base = dict(stage1_epochs=2, stage2_epochs=2, hidden_dim=8, codebook_size=16, n_resblocks=1,
-                unet_lf_channels=[8, 16], unet_hf_channels=[8, 16], time_embed_dim=16, class_embed_dim=16,
-                attn_heads=2, attn_head_dim=4, stage1_batch_size=32, stage2_batch_size=32, steps_uncond=3,
-                steps_cond=3, n_samples=8, sample_batch_size=8)
-    base.update(overrides)
-    return load_config("smoke", base)
+    return tiny_model_config(**overrides)
 
 
 @pytest.fixture(scope="module")
