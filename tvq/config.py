@@ -31,9 +31,9 @@ TRAINING = "training"        # changes the trained weights: part of the training
 SAMPLING = "sampling"        # changes what is drawn from a trained model
 SCORING = "scoring"          # changes how draws are scored
 PROVENANCE = "provenance"    # names where a run came from (profile, data folder); changes no number
-COMPILE_MODES = ("none", "default", "reduce-overhead")
 BOOKKEEPING = "bookkeeping"  # where and how fast it runs; changes no result
 ROLES = (TRAINING, SAMPLING, SCORING, PROVENANCE, BOOKKEEPING)
+COMPILE_MODES = ("none", "default", "reduce-overhead")  # the choices of ``compile`` (tvq.device.compile_modules)
 _MISSING = object()
 
 
