@@ -36,7 +36,7 @@ from tvq.io import write_json
 from tvq.lee2023 import load_evaluator
 from tvq.locks import run_lock
 from tvq.metrics import fid
-from tvq.train import load_model
+from tvq.train import load_model, weights_digest
 
 
 def config_diff(cfg: dict) -> dict:
@@ -56,7 +56,8 @@ def score_run(run: Path, n: int, per_class: int, seed: int) -> dict:
     out = {"dataset": ds.name, "config_vs_thesis": config_diff(cfg), "seed": cfg["seed"],
            "budget": {"stage1_epochs": cfg["stage1_epochs"], "stage2_epochs": cfg["stage2_epochs"],
                       "steps_uncond": cfg["steps_uncond"], "steps_cond": cfg["steps_cond"]},
-           "wall_s": run_json.get("wall_s"), "hardware": run_json.get("hardware")}
+           "wall_s": run_json.get("wall_s"), "hardware": run_json.get("hardware"),
+           "weights_sha256": weights_digest(model)}
     # What the priors were trained on: the scalers S and the spread of the scaled training latents
     # (1 by construction with latent_scaler=latents; the projected latents' own spread otherwise).
     z0_lf, z0_hf = model.encode(torch.from_numpy(ds.x_train))

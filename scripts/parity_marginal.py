@@ -9,6 +9,17 @@ the conditional route at w = 1, pure conditional, and at the protocol's w = 3) a
 route, FID/IS/class split with the thesis evaluator into ``results/parity/<dataset>-marginal.json``.
 
     TVQ_EVALUATOR_DIR=... python scripts/parity_marginal.py runs/parity/GunPoint-fixed-s0 512 fixed-s0
+
+With ``--protocol`` it draws instead what ``tvq reproduce`` draws for its first unconditional run,
+both ways: the run's own unconditional setting (``steps_uncond``, ``sample_noise``, no guidance)
+and the same generators, once with ``uncond_labels=null`` and once with ``train_prior``; ``N``
+defaults to the run's ``n_samples``. The null route of a model that made a store entry then
+repeats that entry's run 0 to the bit, which checks that the comparison is like for like.
+
+    python scripts/parity_marginal.py --protocol runs/parity/GunPoint-prior-s0 1024 prior-s0
+
+``-p KEY=VALUE`` (with ``--protocol``; sampling fields only, repeatable) changes the run's setting for
+both routes, and the routes' names in the JSON file say what was changed.
 """
 from __future__ import annotations
 
@@ -22,30 +33,56 @@ import torch
 from tvq.data import load_ucr
 from tvq.evaluate import evaluator_scores
 from tvq.lee2023 import load_evaluator
-from tvq.train import hardware_summary, load_model
+from tvq.train import hardware_summary, load_model, weights_digest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parity import merge_entry  # noqa: E402  (the sibling script)
 
 ROUTES = (("null class, 128 steps", None), ("class prior, w=1, 128 steps", 1.0), ("class prior, w=3, 128 steps", 3.0))
+PROTOCOL_ROUTES = (("protocol, null class", "null"), ("protocol, class prior", "train_prior"))
+
+
+def protocol_draw(model, route: str, n: int, class_counts, cfg=None) -> np.ndarray:
+    """The first unconditional run of ``tvq reproduce`` (its generators, its options) by ``route``;
+    ``cfg`` (default: the run's config) says the sampling setting."""
+    from tvq.sampling import SamplerOptions, unconditional_labels
+    cfg = cfg or model.cfg
+    gen = torch.Generator().manual_seed(cfg.seed * 1000)
+    labels = unconditional_labels(route, class_counts, n, torch.Generator().manual_seed(cfg.seed * 1000 + 500))
+    # the null class's options are what TimeVQVDM.sample builds from the run's config by default
+    return model.sample(n, class_labels=labels, options=SamplerOptions.from_config(cfg, False), generator=gen).numpy()
 
 
 def main() -> int:
-    if len(sys.argv) < 2:
+    from tvq.config import SAMPLING, fields_with_role, parse_overrides
+    argv = sys.argv[1:]
+    protocol = "--protocol" in argv
+    argv = [a for a in argv if a != "--protocol"]
+    overrides = parse_overrides([argv[i + 1] for i, a in enumerate(argv) if a == "-p" and i + 1 < len(argv)])
+    argv = [a for i, a in enumerate(argv) if a != "-p" and (i == 0 or argv[i - 1] != "-p")]
+    if overrides and (not protocol or set(overrides) - set(fields_with_role(SAMPLING))):
+        print("-p takes sampling fields, and only with --protocol", file=sys.stderr)
+        return 2
+    if not argv:
         print(__doc__, file=sys.stderr)
         return 2
     torch.set_num_threads(1)
-    run = Path(sys.argv[1])
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 512
-    name = sys.argv[3] if len(sys.argv) > 3 else run.name
+    run = Path(argv[0])
     model, meta = load_model(run, "cpu")
+    n = int(argv[1]) if len(argv) > 1 else (model.cfg.n_samples if protocol else 512)
+    name = argv[2] if len(argv) > 2 else run.name
     ds = load_ucr(meta["config"]["dataset"])
     ev = load_evaluator(ds.name, ds.n_classes)
     prior = np.bincount(np.asarray(ds.y_train), minlength=ds.n_classes) / len(ds.y_train)
     out = Path(__file__).resolve().parent.parent / "results" / "parity" / f"{ds.name}-marginal.json"
-    for what, w in ROUTES:
+    cfg = model.cfg.replace(**overrides)
+    changed = "".join(f", {k}={v}" for k, v in sorted(overrides.items()))
+    for what, w in (PROTOCOL_ROUTES if protocol else ROUTES):
         t0 = time.monotonic()
-        if w is None:
+        what = what + changed
+        if protocol:
+            x = protocol_draw(model, w, n, np.bincount(np.asarray(ds.y_train), minlength=ds.n_classes), cfg)
+        elif w is None:
             x = model.sample(n, generator=torch.Generator().manual_seed(1)).numpy()
         else:
             labels = torch.from_numpy(np.random.default_rng(5).choice(ds.n_classes, size=n, p=prior))
@@ -54,7 +91,7 @@ def main() -> int:
         s = evaluator_scores(ev, ds, x, seed=0)
         rec = {"dataset": ds.name, "run": str(run), "n": n, "route": what, "fid": s["fid"], "is_mean": s["is_mean"],
                "class_split": [float(v) for v in s["class_split"]], "train_split": [float(v) for v in prior],
-               "wall_s": round(time.monotonic() - t0, 1),
+               "wall_s": round(time.monotonic() - t0, 1), "weights_sha256": weights_digest(model),
                "hardware": {**hardware_summary(model.device), "threads": torch.get_num_threads()}}
         merge_entry(out, f"{name} | {what}", rec)
         print(f"{name} | {what}: FID {s['fid']:.2f} split {np.round(s['class_split'], 3).tolist()}", flush=True)

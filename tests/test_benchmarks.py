@@ -85,12 +85,27 @@ def test_plan_resumes_from_its_out_file_and_skips_a_torn_line(tmp_path):
     summary = next(json.loads(ln)["summary"] for ln in proc.stdout.splitlines() if ln.startswith('{"summary"'))
     assert summary["datasets"] == 1 and summary["not_timed"] == 1
     assert "Not timed yet (1, smallest first): ItalyPowerDemand." in proc.stdout
-    # the store holds ItalyPowerDemand at the full budget under the current defaults: --remaining
-    # leaves nothing to plan
-    proc = subprocess.run(cmd[:2] + ["ItalyPowerDemand", "--remaining", "--results", str(ROOT / "results")],
+    # a store holding ItalyPowerDemand at the full budget under the current defaults (the real entry,
+    # its config moved to today's profile): --remaining leaves nothing to plan
+    from tvq.config import load_config
+    store = tmp_path / "current" / "ItalyPowerDemand" / "thesis-seed0"
+    store.mkdir(parents=True)
+    real = ROOT / "results" / "ItalyPowerDemand" / "thesis-seed0"
+    entry = json.loads((real / "entry.json").read_text())
+    entry["config"] = {**entry["config"], **load_config("thesis", dataset="ItalyPowerDemand").to_dict()}
+    (store / "entry.json").write_text(json.dumps(entry))
+    (store / "DONE").write_text((real / "DONE").read_text())
+    proc = subprocess.run(cmd[:2] + ["ItalyPowerDemand", "--remaining", "--results", str(tmp_path / "current")],
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1])["summary"]["datasets"] == 0
+    # ... and the real store's entry, drawn before the unconditional draw was settled, is still to do
+    proc = subprocess.run(cmd[:2] + ["ItalyPowerDemand", "--remaining", "--results", str(ROOT / "results"),
+                                     "--out", str(tmp_path / "empty2.jsonl"), "--report"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1])["summary"]["datasets"] + \
+        json.loads(proc.stdout.splitlines()[-1])["summary"]["not_timed"] == 1
     # Fungi's entry was made under earlier defaults: it is still to do
     proc = subprocess.run(cmd[:2] + ["Fungi", "--remaining", "--results", str(ROOT / "results"),
                                      "--out", str(tmp_path / "empty.jsonl"), "--report"],

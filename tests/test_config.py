@@ -18,8 +18,14 @@ def test_thesis_profile_is_appendix_d():
     assert (cfg.stage1_epochs, cfg.stage2_epochs, cfg.stage1_batch_size, cfg.stage2_batch_size) == (2000, 1000, 128, 128)
     assert (cfg.codebook_size, cfg.codebook_dim, cfg.ema_decay, cfg.beta) == (512, 4, 0.8, 1.0)
     assert cfg.unet_lf_channels == [64, 128, 256] and cfg.unet_hf_channels == [32, 64, 128, 256]
-    assert (cfg.steps_uncond, cfg.steps_cond, cfg.guidance, cfg.rescale) == (128, 32, 3.0, 0.1)
+    assert (cfg.steps_cond, cfg.guidance, cfg.rescale) == (32, 3.0, 0.1)
     assert (cfg.fcn_epochs, cfg.fcn_batch_size, cfg.fcn_weight_decay) == (1000, 256, 1e-5)
+    # the thesis's unconditional draw (null class, 128 steps) is the text profile's; the settled profile
+    # draws unconditional series as its conditional ones, labels from the training split, no guidance
+    text = load_config("thesis-text")
+    assert (text.uncond_labels, text.steps_uncond, text.sample_noise) == ("null", 128, "std")
+    assert (cfg.uncond_labels, cfg.steps_uncond, cfg.sample_noise) == ("train_prior", cfg.steps_cond,
+                                                                       cfg.sample_noise_cond)
 
 
 def test_overrides_are_typed():
@@ -91,16 +97,19 @@ def test_the_thesis_code_profile_is_the_text_profile_plus_every_quirk():
 def test_the_settled_thesis_profile_takes_the_codes_choices_except_its_bugs():
     """params/thesis.yaml (settled by the parity study) = the text's profile with every quirk of the
     code adopted except the two bugs (the never-trained HF condition, the train-mode re-encoding), the
-    scoring rule and the sampler settings; tvq.quirks.adopted reads the same split off the profiles."""
+    scoring rule and the sampler settings, plus its own unconditional draw (neither the text's nor the
+    code's); tvq.quirks.adopted reads the same split off the profiles."""
     from tvq.quirks import QUIRKS, adopted, thesis_code_overrides
 
     text, settled, code = (load_config(p).to_dict() for p in ("thesis-text", "thesis", "thesis-code"))
     kept = {"hf_condition", "stage2_encode", "score_series", "t_max", "rescale"}
     taken = {k: v for k, v in thesis_code_overrides().items() if k not in kept}
-    assert {k for k in text if text[k] != settled[k]} - {"profile"} == set(taken)
+    # beyond the code's choices, the settled profile's own: how unconditional series are drawn
+    own_draw = {"uncond_labels", "steps_uncond", "sample_noise"}
+    assert {k for k in text if text[k] != settled[k]} - {"profile"} == set(taken) | own_draw
     assert all(settled[k] == v for k, v in taken.items())
     assert {k for k in settled if settled[k] != code[k]} - {"profile"} == {"hf_condition", "stage2_encode",
-                                                                            "score_series", "sample_noise_cond"}
+                                                                            "score_series", "sample_noise_cond"} | own_draw
     names = {q.option for q in adopted("thesis")}
     assert names == set(taken)
     assert {q.option for q in adopted("thesis-text")} == set()

@@ -238,7 +238,7 @@ def test_class_proportions_follow_the_training_set():
 
 
 def test_sampler_kwargs_follow_the_config():
-    cfg = load_config("thesis")
+    cfg = load_config("thesis-text")
     unc, con = sampler_kwargs(cfg, False), sampler_kwargs(cfg, True)
     assert unc["steps_lf"] == 128 and con["steps_lf"] == 32
     assert con["guidance"] == 3.0 and unc["guidance"] == 1.0
@@ -341,7 +341,7 @@ def test_the_sampler_is_a_sampling_option_only():
 def test_sampler_options_from_config_and_validation():
     from tvq.sampling import SamplerOptions
 
-    cfg = load_config("thesis", dataset="ECG200")
+    cfg = load_config("thesis-text", dataset="ECG200")
     unc, con = SamplerOptions.from_config(cfg, False), SamplerOptions.from_config(cfg, True)
     assert (unc.steps, unc.guidance, con.steps, con.guidance) == (128, 1.0, 32, 3.0)
     assert unc.replace(steps=None) == unc and unc.replace(steps=8).steps == 8
@@ -417,7 +417,10 @@ def test_guided_draws_take_their_own_noise_setting():
         assert SamplerOptions.from_config(cfg, True).noise_scale == want_c
     thesis = load_config("thesis")
     assert (SamplerOptions.from_config(thesis, False).noise_scale,
-            SamplerOptions.from_config(thesis, True).noise_scale) == ("std", "variance")
+            SamplerOptions.from_config(thesis, True).noise_scale) == ("variance", "variance")
+    text = load_config("thesis-text")
+    assert (SamplerOptions.from_config(text, False).noise_scale,
+            SamplerOptions.from_config(text, True).noise_scale) == ("std", "variance")
     with pytest.raises(ConfigError):
         load_config("smoke", {"sample_noise_cond": "half"})
 

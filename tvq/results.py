@@ -51,7 +51,8 @@ EARLIER_DEFAULTS: dict[str, Any] = {
     "sample_noise_cond": "same",
     "stage1_weight_decay": 1e-6, "stage2_weight_decay": 1e-6, "hf_time_loss": "mse", "ema_init": "one",
     "width_rule": "thesis_text", "decoder_output": "exact", "unet_block_padding": "replicate",
-    "unet_attn_norm": "features", "stage2_latents": "continuous", "latent_scaler": "latents"}
+    "unet_attn_norm": "features", "stage2_latents": "continuous", "latent_scaler": "latents",
+    "uncond_labels": "null", "steps_uncond": 128, "sample_noise": "std"}
 
 
 def thesis_table(number: int) -> pd.DataFrame:
