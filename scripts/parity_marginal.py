@@ -54,23 +54,26 @@ def protocol_draw(model, route: str, n: int, class_counts, cfg=None) -> np.ndarr
 
 
 def main() -> int:
+    import argparse
+
     from tvq.config import SAMPLING, fields_with_role, parse_overrides
-    argv = sys.argv[1:]
-    protocol = "--protocol" in argv
-    argv = [a for a in argv if a != "--protocol"]
-    overrides = parse_overrides([argv[i + 1] for i, a in enumerate(argv) if a == "-p" and i + 1 < len(argv)])
-    argv = [a for i, a in enumerate(argv) if a != "-p" and (i == 0 or argv[i - 1] != "-p")]
-    if overrides and (not protocol or set(overrides) - set(fields_with_role(SAMPLING))):
-        print("-p takes sampling fields, and only with --protocol", file=sys.stderr)
-        return 2
-    if not argv:
-        print(__doc__, file=sys.stderr)
-        return 2
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("n", type=int, nargs="?", help="series per route (default 512; with --protocol the run's n_samples)")
+    ap.add_argument("name", nargs="?", help="the model's name in the JSON file (default: the folder name)")
+    ap.add_argument("--protocol", action="store_true", help="draw both routes as tvq reproduce draws its first run")
+    ap.add_argument("-p", dest="params", action="append", metavar="KEY=VALUE", help="a sampling field (with --protocol)")
+    args = ap.parse_args()
+    overrides = parse_overrides(args.params)
+    if overrides and (not args.protocol or set(overrides) - set(fields_with_role(SAMPLING))):
+        ap.error("-p takes sampling fields, and only with --protocol")
+    protocol = args.protocol
     torch.set_num_threads(1)
-    run = Path(argv[0])
+    run = args.run
     model, meta = load_model(run, "cpu")
-    n = int(argv[1]) if len(argv) > 1 else (model.cfg.n_samples if protocol else 512)
-    name = argv[2] if len(argv) > 2 else run.name
+    n = args.n or (model.cfg.n_samples if protocol else 512)
+    name = args.name or run.name
+    weights = weights_digest(model)
     ds = load_ucr(meta["config"]["dataset"])
     ev = load_evaluator(ds.name, ds.n_classes)
     prior = np.bincount(np.asarray(ds.y_train), minlength=ds.n_classes) / len(ds.y_train)
@@ -91,7 +94,7 @@ def main() -> int:
         s = evaluator_scores(ev, ds, x, seed=0)
         rec = {"dataset": ds.name, "run": str(run), "n": n, "route": what, "fid": s["fid"], "is_mean": s["is_mean"],
                "class_split": [float(v) for v in s["class_split"]], "train_split": [float(v) for v in prior],
-               "wall_s": round(time.monotonic() - t0, 1), "weights_sha256": weights_digest(model),
+               "wall_s": round(time.monotonic() - t0, 1), "weights_sha256": weights,
                "hardware": {**hardware_summary(model.device), "threads": torch.get_num_threads()}}
         merge_entry(out, f"{name} | {what}", rec)
         print(f"{name} | {what}: FID {s['fid']:.2f} split {np.round(s['class_split'], 3).tolist()}", flush=True)

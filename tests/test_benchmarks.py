@@ -104,8 +104,8 @@ def test_plan_resumes_from_its_out_file_and_skips_a_torn_line(tmp_path):
                                      "--out", str(tmp_path / "empty2.jsonl"), "--report"],
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.splitlines()[-1])["summary"]["datasets"] + \
-        json.loads(proc.stdout.splitlines()[-1])["summary"]["not_timed"] == 1
+    summary = json.loads(proc.stdout.splitlines()[-1])["summary"]
+    assert summary["datasets"] + summary["not_timed"] == 1
     # Fungi's entry was made under earlier defaults: it is still to do
     proc = subprocess.run(cmd[:2] + ["Fungi", "--remaining", "--results", str(ROOT / "results"),
                                      "--out", str(tmp_path / "empty.jsonl"), "--report"],
