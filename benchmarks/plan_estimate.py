@@ -76,6 +76,36 @@ def step_counts(cfg, n_train: int) -> dict[str, float]:
             "tstr": cfg.fcn_epochs * math.ceil(cfg.n_samples / cfg.fcn_batch_size)}
 
 
+def timed_steps(row: dict, cfg) -> dict[str, float]:
+    """The step counts a timed row's minutes were measured for. Rows written before they carried
+    them (``timed_steps``) and the thesis profile were all timed while it drew its unconditional
+    series at the earlier 128 steps (:data:`tvq.results.EARLIER_DEFAULTS`), and are read as such;
+    no other profile's step counts have moved."""
+    if "timed_steps" in row:
+        return row["timed_steps"]
+    if row.get("profile") != "thesis":
+        return step_counts(cfg, row["n_train"])
+    from tvq.results import EARLIER_DEFAULTS
+
+    return step_counts(cfg.replace(steps_uncond=EARLIER_DEFAULTS["steps_uncond"]), row["n_train"])
+
+
+def at_profile(row: dict, cfg) -> dict:
+    """A timed row with each phase's minutes scaled to the step counts of ``cfg`` (a phase is a fixed
+    number of identical steps, so its time is linear in them); ``rescaled`` names the phases that
+    moved, and totals follow."""
+    then, now = timed_steps(row, cfg), step_counts(cfg, row["n_train"])
+    moved = [p for p in PHASES if then[p] != now[p]]
+    if not moved:
+        return row
+    minutes = dict(row["minutes"])
+    for p in moved:
+        minutes[p] = round(minutes[p] * now[p] / then[p], 1) if then[p] else minutes[p]
+    hours = sum(minutes.values()) / 60
+    return {**row, "minutes": minutes, "total_hours": round(hours, 2),
+            "core_hours": round(hours * row.get("threads", 1), 2), "timed_steps": then, "rescaled": moved}
+
+
 def _fit(flops: np.ndarray, secs: np.ndarray) -> tuple[float, float]:
     """Least squares ``secs = a + b * flops`` with a, b >= 0 (b = 1 / rate)."""
     if len(flops) == 1 or np.ptp(flops) == 0:

@@ -130,6 +130,9 @@ def plan(name: str, params: str, device: torch.device, repeats: int,
            "total_hours": round(hours, 2), "threads": torch.get_num_threads(),
            "core_hours": round(hours * torch.get_num_threads(), 2),
            "probe_gflops": round(probe_gflops, 1), "load_1min": round(load_1min, 2), **hardware_summary(device)}
+    import plan_estimate
+
+    row["timed_steps"] = plan_estimate.step_counts(cfg, n)   # what these minutes are for (plan_estimate.at_profile)
     if gpu_floor:
         row["h200_hours"] = round(gpu_projection(step_counts(cfg, n), gpu_floor) / 3600, 3)
     return row
@@ -262,6 +265,11 @@ def main() -> int:
     device = resolve_device(args.device)
     cfg = load_config(args.params, {})
     kept = read_rows(args.out, cfg.profile) if args.out else {}
+    import plan_estimate
+
+    # Rows timed under other step counts (the unconditional draw went from 128 to 32 steps) are
+    # shown, and fitted on, at the profile's counts now.
+    kept = {name: plan_estimate.at_profile(row, cfg) for name, row in kept.items()}
     for row in kept.values():          # the GPU figure follows the store's GPU entries as they are now
         row.pop("h200_hours", None)
         if gpu_floor:
@@ -304,7 +312,8 @@ def main() -> int:
         for r in sorted(rows, key=lambda r: r["total_hours"]):
             m = r["minutes"]
             h200 = f"{r['h200_hours']:.3f}" if "h200_hours" in r else "–"
-            name = f"{r['dataset']} (est.)" if r.get("estimated") else r["dataset"]
+            name = (f"{r['dataset']} (est.)" if r.get("estimated") else
+                    f"{r['dataset']} (timed; {', '.join(r['rescaled'])} rescaled)" if r.get("rescaled") else r["dataset"])
             print(f"| {name} | {r['n_train']} | {r['length']} | {m['train_stage1']} | {m['train_stage2']} | "
                   f"{m['sampling_uncond'] + m['sampling_cond']:.1f} | {m['tstr']} | {r['total_hours']} | "
                   f"{r['core_hours']} | {h200} |")

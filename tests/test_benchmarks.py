@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -74,7 +76,8 @@ def test_plan_resumes_from_its_out_file_and_skips_a_torn_line(tmp_path):
            "--out", str(out), "--results", str(tmp_path / "store"), "--markdown"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    assert "| Chinatown | 20 | 24 | 111.0 |" in proc.stdout
+    # (the planted row has no timed_steps: it was timed at the earlier 128 unconditional steps)
+    assert "| Chinatown (timed; sampling_uncond rescaled) | 20 | 24 | 111.0 |" in proc.stdout
     summary = next(json.loads(ln)["summary"] for ln in proc.stdout.splitlines() if ln.startswith('{"summary"'))
     assert summary["datasets"] == 1 and summary["cpu_core_hours"] == 1.9 and summary["h200_hours"] is None
     assert summary["probe_gflops_range"] is None      # the planted row predates the probe
@@ -85,33 +88,60 @@ def test_plan_resumes_from_its_out_file_and_skips_a_torn_line(tmp_path):
     summary = next(json.loads(ln)["summary"] for ln in proc.stdout.splitlines() if ln.startswith('{"summary"'))
     assert summary["datasets"] == 1 and summary["not_timed"] == 1
     assert "Not timed yet (1, smallest first): ItalyPowerDemand." in proc.stdout
-    # a store holding ItalyPowerDemand at the full budget under the current defaults (the real entry,
-    # its config moved to today's profile): --remaining leaves nothing to plan
+    # --remaining, against stores planted from a real entry (Fungi's, whatever the real store's state):
+    # at the full budget under today's profile the dataset is done; under earlier defaults it is to do.
     from tvq.config import load_config
-    store = tmp_path / "current" / "ItalyPowerDemand" / "thesis-seed0"
-    store.mkdir(parents=True)
-    real = ROOT / "results" / "ItalyPowerDemand" / "thesis-seed0"
-    entry = json.loads((real / "entry.json").read_text())
-    entry["config"] = {**entry["config"], **load_config("thesis", dataset="ItalyPowerDemand").to_dict()}
-    (store / "entry.json").write_text(json.dumps(entry))
-    (store / "DONE").write_text((real / "DONE").read_text())
-    proc = subprocess.run(cmd[:2] + ["ItalyPowerDemand", "--remaining", "--results", str(tmp_path / "current")],
+    from tvq.results import EARLIER_DEFAULTS
+
+    real = ROOT / "results" / "Fungi" / "thesis-seed0"
+    template = json.loads((real / "entry.json").read_text())
+    today = load_config("thesis", dataset="Fungi").to_dict()
+    for name, config in (("current", today), ("earlier", {**today, **EARLIER_DEFAULTS})):
+        store = tmp_path / name / "Fungi" / "thesis-seed0"
+        store.mkdir(parents=True)
+        (store / "entry.json").write_text(json.dumps({**template, "config": config}))
+        (store / "DONE").write_text("{}")
+    proc = subprocess.run(cmd[:2] + ["Fungi", "--remaining", "--results", str(tmp_path / "current"),
+                                     "--out", str(tmp_path / "empty.jsonl"), "--report"],
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1])["summary"]["datasets"] == 0
-    # ... and the real store's entry, drawn before the unconditional draw was settled, is still to do
-    proc = subprocess.run(cmd[:2] + ["ItalyPowerDemand", "--remaining", "--results", str(ROOT / "results"),
-                                     "--out", str(tmp_path / "empty2.jsonl"), "--report"],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout.splitlines()[-1])["summary"]
-    assert summary["datasets"] + summary["not_timed"] == 1
-    # Fungi's entry was made under earlier defaults: it is still to do
-    proc = subprocess.run(cmd[:2] + ["Fungi", "--remaining", "--results", str(ROOT / "results"),
+    assert json.loads(proc.stdout.splitlines()[-1])["summary"]["not_timed"] == 0
+    proc = subprocess.run(cmd[:2] + ["Fungi", "--remaining", "--results", str(tmp_path / "earlier"),
                                      "--out", str(tmp_path / "empty.jsonl"), "--report"],
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1])["summary"]["not_timed"] == 1
+
+
+def test_timed_rows_follow_the_profiles_step_counts():
+    """A row timed at 128 unconditional steps is shown and fitted at the profile's 32: its
+    unconditional minutes scale by the ratio, nothing else moves, and a row that records its
+    own step counts is read with those."""
+    import sys as _sys
+
+    _sys.path.insert(0, str(ROOT / "benchmarks"))
+    import plan_estimate
+
+    from tvq.config import load_config
+
+    cfg = load_config("thesis")
+    assert cfg.steps_uncond == 32
+    row = {"dataset": "Chinatown", "n_train": 20, "threads": 1, "profile": "thesis", "total_hours": 2.0, "core_hours": 2.0,
+           "minutes": {"evaluator": 0.0, "train_stage1": 30.0, "train_stage2": 30.0, "sampling_uncond": 40.0,
+                       "sampling_cond": 10.0, "tstr": 10.0}}
+    now = plan_estimate.at_profile(row, cfg)            # no timed_steps: timed at the earlier 128
+    assert now["rescaled"] == ["sampling_uncond"] and now["minutes"]["sampling_uncond"] == 10.0
+    assert {k: v for k, v in now["minutes"].items() if k != "sampling_uncond"} == \
+        {k: v for k, v in row["minutes"].items() if k != "sampling_uncond"}
+    assert now["total_hours"] == 1.5 and now["core_hours"] == 1.5
+    recorded = {**row, "timed_steps": plan_estimate.step_counts(cfg, 20)}
+    assert plan_estimate.at_profile(recorded, cfg) is recorded          # timed at today's counts
+    assert plan_estimate.at_profile({**row, "profile": "smoke"}, load_config("smoke")) == {**row, "profile": "smoke"}
+    fitted = plan_estimate.fit([{**now, "steps": plan_estimate.step_counts(cfg, 20),
+                                 "step_flops": {p: 1e9 for p in plan_estimate.PHASES}}])
+    per_step = fitted["sampling_uncond"][1] * 1e9
+    assert per_step * plan_estimate.step_counts(cfg, 20)["sampling_uncond"] / 60 == pytest.approx(10.0)
 
 
 def test_plan_row_times_every_phase_and_records_the_probe_beside_it():

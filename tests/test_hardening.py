@@ -190,3 +190,13 @@ def test_sample_threads_pin(tmp_path):
         assert main(["sample", str(tmp_path / "run"), "-n", "6", "--threads", threads, "-o", str(out)]) == 0
         outs.append(np.load(out))
     assert np.array_equal(outs[0], outs[1])
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`tvq results | head -1`: the reader leaves early; tvq stops with 141 and no traceback or error line."""
+    proc = subprocess.Popen([sys.executable, "-m", "tvq", "results", "--results", str(ROOT / "results")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    proc.stdout.close()            # before tvq has written anything (it is still importing torch)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert err == ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 
@@ -56,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     except TvqError as exc:
         print(f"tvq: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`tvq results | head`): nothing to say to it
+        # Point stdout at devnull so that the interpreter's final flush does not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141   # 128 + SIGPIPE, what a shell reports for a program the pipe ended
     except OSError as exc:  # the environment, not tvq: a full disk, a permission, a vanished file
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
         print(f"tvq: error: {exc.strerror or exc.__class__.__name__}{where}", file=sys.stderr)

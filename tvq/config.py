@@ -34,6 +34,13 @@ PROVENANCE = "provenance"    # names where a run came from (profile, data folder
 BOOKKEEPING = "bookkeeping"  # where and how fast it runs; changes no result
 ROLES = (TRAINING, SAMPLING, SCORING, PROVENANCE, BOOKKEEPING)
 COMPILE_MODES = ("none", "default", "reduce-overhead")  # the choices of ``compile`` (tvq.device.compile_modules)
+PRECISIONS = ("fp32", "bf16")   # what a precision field holds once ``auto`` is resolved
+# The precision of each phase, and the one key that sets them all (``precision=fp32|bf16|auto``); a
+# phase's own key, where given, wins over it. ``sample_bf16`` is a bool (True = bf16).
+PRECISION_PHASES = {"stage1_precision": "stage 1", "stage2_precision": "stage 2", "sample_bf16": "sampling",
+                    "tstr_precision": "TSTR"}
+PRECISION_FIELDS = tuple(PRECISION_PHASES)
+PRECISION_ALIAS = "precision"
 _MISSING = object()
 
 
@@ -84,12 +91,18 @@ class Config:
     width_rule: str = _field("thesis_text", role=TRAINING)  # thesis_text (the two ranges above) | thesis_code (its rounding rule)
     hf_time_loss: str = _field("mse", role=TRAINING)        # mse (thesis text) | l1 (thesis code)
     decoder_output: str = _field("exact", role=TRAINING)    # exact (output padding) | thesis_code (extra deconv + bilinear)
-    stage1_precision: str = _field("fp32", role=TRAINING)   # fp32 | bf16 (autocast; about 1.6x faster on CPUs with AVX512-BF16)
+    # Arithmetic precision of each phase: fp32, or bf16 autocast (matrix multiplies and convolutions in
+    # bfloat16, losses, norms and the sampler's arithmetic in float32). ``auto`` is resolved when the
+    # config is built: bf16 where the device has bfloat16 units (tvq.device.bf16_units), else fp32.
+    # ``precision=...`` sets all four at once (PRECISION_FIELDS). Not part of the budget label: the
+    # results chapters name an entry's precision on its own (tvq.results.precision_of).
+    stage1_precision: str = _field("fp32", role=TRAINING, budget=False)   # about 1.9x faster a step with AVX512-BF16
 
     # -- stage 2: latent diffusion (section 2.3, 3.3, appendix D) --------------------------
     stage2_epochs: int = _field(1000, role=TRAINING)
     stage2_batch_size: int = _field(128, role=TRAINING)
     stage2_lr: float = _field(1e-3, role=TRAINING)
+    stage2_precision: str = _field("fp32", role=TRAINING, budget=False)   # the two U-Nets while training
     stage2_weight_decay: float = _field(1e-6, role=TRAINING)
     parameterization: str = _field("eps", role=TRAINING)    # eps (thesis) | v | x0
     p_uncond: float = _field(0.1, role=TRAINING)
@@ -134,7 +147,7 @@ class Config:
     n_samples: int = _field(1024, role=SAMPLING)
     n_runs: int = _field(3, role=SAMPLING)
     sample_batch_size: int = _field(1024, role=SAMPLING, budget=False)
-    sample_bf16: bool = _field(False, role=SAMPLING)        # run the U-Nets under bfloat16 autocast while sampling
+    sample_bf16: bool = _field(False, role=SAMPLING, budget=False)  # the U-Nets under bfloat16 autocast while sampling
     # Ancestral noise: std (Eq. 28: sigma_{s|t} delta, also the newest stored diffusion_model/vdm.py) or
     # variance (sigma_{s|t}^2 delta, as the thesis code's older versions write model_mean + model_variance
     # * delta). Only the ancestral sampler draws noise: with the ODE samplers this field does not apply.
@@ -162,6 +175,7 @@ class Config:
     fcn_batch_size: int = _field(256, role=SCORING)
     fcn_lr: float = _field(1e-3, role=SCORING)
     fcn_weight_decay: float = _field(1e-5, role=SCORING)
+    tstr_precision: str = _field("fp32", role=SCORING, budget=False)   # TSTR's FCN while it trains (the evaluators: fp32)
 
     # -- book / notebooks -------------------------------------------------------------------
     save: bool = _field(False, role=BOOKKEEPING)               # chapters write to the results store only when True
@@ -170,7 +184,7 @@ class Config:
         return dataclasses.asdict(self)
 
     def replace(self, **changes: Any) -> "Config":
-        return from_mapping({**self.to_dict(), **changes})
+        return from_mapping({**self.to_dict(), **expand_precision(changes)})
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -191,7 +205,9 @@ _CHOICES = {
     "hf_time_loss": ("mse", "l1"),
     "parameterization": ("eps", "v", "x0"),
     "rescale_mode": ("global", "per_sample", "lin"),
-    "stage1_precision": ("fp32", "bf16"),
+    "stage1_precision": PRECISIONS,
+    "stage2_precision": PRECISIONS,
+    "tstr_precision": PRECISIONS,
     "evaluator": ("lee2023", "own"),
     "unet_block_padding": ("replicate", "zeros"),
     "unet_attn_norm": ("features", "positions"),
@@ -305,10 +321,52 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"cutoff {cfg.cutoff} leaves no high-frequency bins for n_fft {cfg.n_fft}")
 
 
+def precision_of(config: dict[str, Any]) -> dict[str, str]:
+    """``{phase: "fp32" | "bf16"}`` of a run's stored config (a key it lacks was fp32 then)."""
+    out = {}
+    for key, phase in PRECISION_PHASES.items():
+        value = config.get(key, False if key == "sample_bf16" else "fp32")
+        out[phase] = ("bf16" if value else "fp32") if key == "sample_bf16" else str(value)
+    return out
+
+
+def expand_precision(layer: dict[str, Any]) -> dict[str, Any]:
+    """One layer of parameters (a params file, the overrides, ``replace``'s changes) with
+    ``precision=X`` written out as each phase's key, except the phases the same layer names."""
+    if PRECISION_ALIAS not in layer:
+        return dict(layer)
+    layer = dict(layer)
+    every = layer.pop(PRECISION_ALIAS)
+    if every not in (*PRECISIONS, "auto"):
+        raise ConfigError(f"parameter 'precision' must be one of fp32, bf16, auto, got {every!r}")
+    return {**{key: every for key in PRECISION_FIELDS}, **layer}
+
+
+def _resolve_precision(mapping: dict[str, Any]) -> dict[str, Any]:
+    """Expand ``precision=`` into the phases' keys and resolve ``auto`` on this machine's device.
+
+    ``auto`` is decided here, once, so that the fingerprints, the stored config and the entry name
+    the precision that actually ran (never ``auto``). A phase's own key wins over ``precision``.
+    """
+    mapping = expand_precision(mapping)
+    wanted = {k: mapping[k] for k in PRECISION_FIELDS if k in mapping}
+    if any(v == "auto" for v in wanted.values()):
+        from .device import bf16_units
+
+        auto = "bf16" if bf16_units(str(mapping.get("device", "auto"))) else "fp32"
+        for key, value in wanted.items():
+            if value == "auto":
+                mapping[key] = auto
+    if isinstance(mapping.get("sample_bf16"), str) and mapping["sample_bf16"] in PRECISIONS:
+        mapping["sample_bf16"] = mapping["sample_bf16"] == "bf16"
+    return mapping
+
+
 def from_mapping(mapping: dict[str, Any]) -> Config:
-    """Build a validated :class:`Config` from a flat mapping."""
+    """Build a validated :class:`Config` from a flat mapping (``precision`` and ``auto``:
+    :func:`_resolve_precision`)."""
     values: dict[str, Any] = {}
-    for key, value in mapping.items():
+    for key, value in _resolve_precision(mapping).items():
         if key not in _FIELDS:
             close = difflib.get_close_matches(key, list(_FIELDS), n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
@@ -371,8 +429,9 @@ def load_config(params: str | os.PathLike | None = None, overrides: dict[str, An
             raise ConfigError(f"{path}: the params file is empty (name a profile, e.g. -f thesis, or give key: value lines)")
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of parameters")
-        mapping.update(loaded)
+        mapping.update(expand_precision(loaded))
         mapping.setdefault("profile", path.stem)
-    mapping.update(overrides or {})
-    mapping.update(kwargs)
+    # Layer by layer, so that an override's precision=... beats a params file's per-phase keys.
+    mapping.update(expand_precision(overrides or {}))
+    mapping.update(expand_precision(kwargs))
     return from_mapping(mapping)

@@ -52,3 +52,35 @@ def compile_modules(modules, mode: str = "none") -> None:
         return
     for module in modules:
         module.compile(mode=mode, dynamic=False)
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them (empty elsewhere)."""
+    try:
+        text = open("/proc/cpuinfo", encoding="ascii", errors="replace").read()
+    except OSError:
+        return set()
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):   # x86 | aarch64
+            flags.update(value.split())
+    return flags
+
+
+# Instructions that do bfloat16 arithmetic natively: x86's AVX512-BF16 and AMX-BF16, Arm's BF16
+# extension. Without them torch emulates bf16 matrix multiplies, slower than fp32.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+
+
+def bf16_units(device: str = "auto") -> bool:
+    """Whether ``device`` (a config's ``device`` string) computes in bfloat16 natively: on CUDA,
+    what torch reports for the GPU; on a CPU, one of :data:`BF16_CPU_FLAGS`. Never raises: a
+    device this machine lacks is answered False (resolve_device reports it when the run starts)."""
+    name = (device or "auto").strip().lower()
+    if name.startswith("cuda") or name == "auto":
+        if torch.cuda.is_available():
+            return bool(torch.cuda.is_bf16_supported())
+        if name != "auto":
+            return False
+    return any(flag in _cpu_flags() for flag in BF16_CPU_FLAGS)

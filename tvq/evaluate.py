@@ -259,7 +259,7 @@ def evaluate_samples(dataset: DatasetLike | str, samples: np.ndarray, labels: np
         t0 = time.perf_counter()
         fcn_tstr, tstr = fit_and_score(x, y, ds.x_test, ds.y_test, ds.n_classes, Recipe.from_config(cfg),
                                        device=dev, progress=progress, checkpoint=tstr_checkpoint,
-                                       compile_mode=cfg.compile)
+                                       compile_mode=cfg.compile, precision=cfg.tstr_precision)
         seconds["tstr"] = time.perf_counter() - t0 + getattr(fcn_tstr, "resumed_seconds", 0.0)
 
     return {
@@ -271,6 +271,7 @@ def evaluate_samples(dataset: DatasetLike | str, samples: np.ndarray, labels: np
         "tstr": tstr,
         "memorisation": mem,
         "fcn_recipe": Recipe.from_config(cfg).to_dict(),
+        "tstr_precision": cfg.tstr_precision if y is not None else None,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
     }
 

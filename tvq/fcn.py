@@ -144,7 +144,7 @@ def _check_xy(x: np.ndarray, y: np.ndarray, n_classes: int, what: str) -> tuple[
 def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
               device: torch.device | str = "cpu", progress: bool = False,
               checkpoint: Path | None = None, checkpoint_every_s: float = 300.0,
-              stop_at_epoch: int | None = None, compile_mode: str = "none") -> FCN:
+              stop_at_epoch: int | None = None, compile_mode: str = "none", precision: str = "fp32") -> FCN:
     """Fit an FCN with the appendix D recipe; the same seed and data give the same weights.
 
     The initial weights and the batch order come from ``recipe.seed`` alone (the caller's
@@ -163,8 +163,14 @@ def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
     The model returned is unfinished.
 
     ``compile_mode``: :func:`tvq.device.compile_modules` on the network (``none``: eager).
+
+    ``precision``: ``bf16`` runs the forward and backward passes under bfloat16 autocast (the
+    weights, the optimiser and the loss stay float32); TSTR's option ``tstr_precision``. The
+    evaluators are always fitted in fp32.
     """
     x, y = _check_xy(x, y, n_classes, "FCN training data")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
     if stop_at_epoch is not None and (checkpoint is None or not 0 < stop_at_epoch < recipe.epochs):
         raise ValueError(f"stop_at_epoch needs a checkpoint and 0 < stop_at_epoch < {recipe.epochs}, "
                          f"got {stop_at_epoch}")
@@ -185,6 +191,8 @@ def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
     gen = torch.Generator().manual_seed(recipe.seed)
     step, start_epoch, earlier_s = 0, 0, 0.0
     key = {"recipe": recipe.to_dict(), "data": data_fingerprint(x, y), "n_classes": int(n_classes)}
+    if precision != "fp32":   # (left out at fp32, so that checkpoints written before still resume)
+        key["precision"] = precision
     if checkpoint is not None and Path(checkpoint).is_file():
         state = _read_fit_state(Path(checkpoint), key)
         if state is not None:
@@ -205,7 +213,9 @@ def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
             idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
             for group in opt.param_groups:
                 group["lr"] = cosine_lr(recipe.lr, step, total)
-            loss = loss_fn(model(xt[idx]), yt[idx])
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                logits = model(xt[idx])
+            loss = loss_fn(logits.float(), yt[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -282,7 +292,7 @@ def accuracy(model: FCN, x: np.ndarray, y: np.ndarray, batch_size: int | None = 
 def fit_and_score(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                   n_classes: int, recipe: Recipe, device: torch.device | str = "cpu",
                   progress: bool = False, checkpoint: Path | None = None,
-                  compile_mode: str = "none") -> tuple[FCN, float]:
+                  compile_mode: str = "none", precision: str = "fp32") -> tuple[FCN, float]:
     """Train on (x_fit, y_fit), return the model and its accuracy on the real test set.
 
     With the real training set this is TRTR; with labelled synthetic series it is TSTR
@@ -290,7 +300,7 @@ def fit_and_score(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, y_te
     """
     x_test, y_test = _check_xy(x_test, y_test, n_classes, "real test set")
     model = train_fcn(x_fit, y_fit, n_classes, recipe, device=device, progress=progress, checkpoint=checkpoint,
-                      compile_mode=compile_mode)
+                      compile_mode=compile_mode, precision=precision)
     return model, accuracy(model, x_test, y_test)
 
 

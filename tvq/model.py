@@ -151,8 +151,12 @@ class TimeVQVDM(nn.Module):
         """Algorithm 2: the simplified diffusion loss of both priors, independent class dropout."""
         common = dict(class_labels=y, parameterization=self.cfg.parameterization, p_uncond=self.cfg.p_uncond,
                       null_label=self.n_classes, generator=generator)
-        lf = diffusion_loss(self.unet_lf, z0_lf, **common)
-        hf = diffusion_loss(self.unet_hf, z0_hf, cond=z0_lf if self.cfg.lf_conditioning else None, **common)
+        # stage2_precision=bf16: the U-Nets' matrix multiplies and convolutions in bfloat16; the
+        # diffusion arithmetic around them (Eq. 15, the target, the MSE) stays float32, since
+        # diffusion_loss casts the prediction back before it is compared.
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.stage2_precision == "bf16"):
+            lf = diffusion_loss(self.unet_lf, z0_lf, **common)
+            hf = diffusion_loss(self.unet_hf, z0_hf, cond=z0_lf if self.cfg.lf_conditioning else None, **common)
         return {"total": lf["loss"] + hf["loss"], "lf": lf["loss"], "hf": hf["loss"],
                 "lf_vlb": lf["vlb"].detach(), "hf_vlb": hf["vlb"].detach()}
 

@@ -47,7 +47,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import BOOKKEEPING, Config, fields_with_role, load_config, parse_overrides
+from .config import BOOKKEEPING, Config, fields_with_role, load_config, parse_overrides, \
+    precision_of, PRECISION_PHASES
 from .data import cache_root, load_ucr
 from .device import resolve_device, set_threads
 from .errors import TvqError
@@ -89,7 +90,8 @@ def is_done(entry: Path) -> bool:
 # behaviour: left out of the phase fingerprint at that default, so stored phases stay valid.
 # (Training fields added before the first phases were written are not listed: their phases have them.)
 _SAMPLING_ADDED_LATER = {"sampler": "ancestral", "sample_noise": "std", "sample_noise_cond": "same",
-                         "latent_scaler": "latents", "uncond_labels": "null"}
+                         "latent_scaler": "latents", "uncond_labels": "null",
+                         "stage2_precision": "fp32", "tstr_precision": "fp32"}
 
 
 class _Phases:
@@ -232,6 +234,8 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
         "fid_train_vs_test": floor["fid_train_vs_test"],
         # Which network FID, IS and TRTR come from (lee2023: the thesis's; own: tvq's FCN).
         "evaluator": cfg.evaluator,
+        # The arithmetic of each phase (fp32, or bf16 autocast): the chapters never mix the two unsaid.
+        "precision": precision_of(cfg.to_dict()),
         "weights_sha256": weights,  # of the trained model every sample of this entry came from
         "class_split_uncond": uncond[0]["class_split"], "train_split": uncond[0]["train_split"],
         "per_class_accuracy_cond": cond["per_class_accuracy"],
@@ -344,6 +348,8 @@ def load_results(root: Path | None = None, full: bool = False) -> list[dict[str,
         # Entries written before the thesis's evaluators were available were scored by tvq's own FCN.
         record.setdefault("evaluator", "own")
         summary = {k: record.get(k) for k in (*SUMMARY_KEYS, "path")}
+        # Every entry's precision per phase; entries written before the field ran fp32, as their config says.
+        summary["precision"] = record.get("precision") or precision_of(record.get("config", {}))
         summary["rescored"] = {ev: {k: v for k, v in r.items() if k in RESCORE_SUMMARY}
                                for ev, r in record.get("rescored", {}).items()}
         out.append(record if full else summary)
@@ -383,9 +389,18 @@ def _cli_results(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row))
         return 0
-    cols = ("dataset", "profile", "seed", "evaluator", "fid_uncond_mean", "is_uncond_mean", "fid_cond", "is_cond", "tstr",
-            "trtr", "wall_s", "fid_uncond[lee2023]")
-    table = [[_thesis_fid(r) if c == "fid_uncond[lee2023]" else _fmt(r[c]) for c in cols] for r in rows]
+    cols = ("dataset", "profile", "seed", "evaluator", "precision", "fid_uncond_mean", "is_uncond_mean", "fid_cond",
+            "is_cond", "tstr", "trtr", "wall_s", "fid_uncond[lee2023]")
+
+    def cell(r: dict[str, Any], c: str) -> str:
+        if c == "fid_uncond[lee2023]":
+            return _thesis_fid(r)
+        if c == "precision":
+            bf16 = [phase for phase in PRECISION_PHASES.values() if r["precision"].get(phase) == "bf16"]
+            return "bf16:" + ",".join(p.replace(" ", "") for p in bf16) if bf16 else "fp32"
+        return _fmt(r[c])
+
+    table = [[cell(r, c) for c in cols] for r in rows]
     widths = [max(len(c), *(len(t[i]) for t in table)) if table else len(c) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
     for t in table:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import Config, budget_fields, from_mapping, load_config
+from .config import Config, budget_fields, from_mapping, load_config, precision_of
 from .reproduce import load_results, results_root
 from .io import load_npy, load_npz
 
@@ -88,11 +88,21 @@ def budget_of(config: dict[str, Any], reference: Config | None = None) -> tuple[
     # A handful are named; more than that is the text's model from before the parity study, said in words.
     note = ("; earlier defaults: " + (", ".join(f"{k}={cfg[k]}" for k in earlier) if len(earlier) <= 3 else
                                       f"the thesis text's model, {len(earlier)} settings")) if earlier else ""
+    bf16 = precision_label(config)
+    note += "" if bf16 == "fp32" else f"; {bf16}"
     if not diffs:
         return True, f"thesis ({epochs}{note})"
     if len(diffs) > 4:
         return False, f"reduced ({epochs}; {len(diffs)} settings differ from params/thesis.yaml{note})"
     return False, f"reduced ({epochs}; " + ", ".join(diffs) + f"{note})"
+
+
+def precision_label(config: dict[str, Any]) -> str:
+    """``fp32``, or which phases ran under bf16 autocast: ``bf16 (stage 1, sampling)``. Not part of
+    the budget (a bf16 run is the thesis's protocol in another arithmetic); every table that shows
+    entries picks one precision (:func:`pick_runs`) or shows this beside each."""
+    bf16 = [phase for phase, value in precision_of(config).items() if value == "bf16"]
+    return "fp32" if not bf16 else "bf16 (" + ", ".join(bf16) + ")"
 
 
 def earlier_defaults(config: dict[str, Any], reference: Config | None = None) -> dict[str, Any]:
@@ -153,22 +163,26 @@ def entries(root: Path | None = None, profile: str | None = None, evaluator: str
         rows.append({**{k: v for k, v in rec.items() if not isinstance(v, (dict, list))},
                      **{k: (np.nan if v is None else v) for k, v in scores.items()},
                      "scored_by": rec.get("evaluator", "own"), "evaluator": evaluator,
-                     "full_budget": full, "budget": label,
+                     "full_budget": full, "budget": label, "precision": precision_label(rec["config"]),
                      "earlier_defaults": bool(earlier_defaults(rec["config"])),
                      "hardware": hardware_label(hw),
                      "recon_mse_train": rec.get("reconstruction_mse", {}).get("train"),
                      "recon_mse_test": rec.get("reconstruction_mse", {}).get("test")})
-    columns = ["dataset", "profile", "seed", "full_budget", "budget", "earlier_defaults"]
+    columns = ["dataset", "profile", "seed", "full_budget", "budget", "precision", "earlier_defaults"]
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
 
 
-def pick_runs(df: pd.DataFrame, full_only: bool = True, profile: str = "thesis") -> pd.DataFrame:
-    """One run per dataset: ``profile``'s entries, full budget (unless ``full_only=False``), lowest seed."""
+def pick_runs(df: pd.DataFrame, full_only: bool = True, profile: str = "thesis",
+              precision: str | None = "fp32") -> pd.DataFrame:
+    """One run per dataset: ``profile``'s entries, full budget (unless ``full_only=False``), of one
+    ``precision`` (a :func:`precision_label`; None: any), lowest seed."""
     if df.empty:
         return df
     sel = df[df["profile"] == profile]
     if full_only:
         sel = sel[sel["full_budget"]]
+    if precision is not None:
+        sel = sel[sel["precision"] == precision]
     return sel.sort_values(["dataset", "seed"]).drop_duplicates("dataset").reset_index(drop=True)
 
 
@@ -179,26 +193,28 @@ _TABLE_COLUMNS = {
 
 
 def archive_table(number: int, root: Path | None = None, full_only: bool = True,
-                  profile: str = "thesis", evaluator: str = "lee2023") -> pd.DataFrame:
+                  profile: str = "thesis", evaluator: str = "lee2023", precision: str | None = "fp32") -> pd.DataFrame:
     """Table 4 (unconditional) or 5 (conditional) over all 128 datasets.
 
     Columns: ``id, dataset`` (Table 6 order), ``thesis_<metric>`` for each of the thesis's
     columns, ``ours_<metric>`` (NaN where no run of ours exists) and ``budget``. Percentages
     (TSTR, TRTR) are in percent in both. FID, IS and TRTR are ``evaluator``'s
-    (:func:`scores_by`), with ``n_uncond`` and ``scored_from`` saying over which series.
+    (:func:`scores_by`), with ``n_uncond`` and ``scored_from`` saying over which series. Only
+    entries of one ``precision`` (default fp32; :func:`pick_runs`), named in its column.
     """
     if number not in _TABLE_COLUMNS:
         raise ValueError("archive_table covers Tables 4 and 5")
     names = thesis_table(6)[["id", "name"]].rename(columns={"name": "dataset"})
     thesis = thesis_table(number).rename(columns=lambda c: c if c == "dataset" else f"thesis_{c}")
     out = names.merge(thesis, on="dataset", how="left")
-    ours = pick_runs(entries(root, evaluator=evaluator), full_only=full_only, profile=profile)
+    ours = pick_runs(entries(root, evaluator=evaluator), full_only=full_only, profile=profile, precision=precision)
     mapping = _TABLE_COLUMNS[number]
-    cols = {"dataset": [], "budget": [], "n_uncond": [], "n_runs_scored": [], "scored_from": [],
+    cols = {"dataset": [], "budget": [], "precision": [], "n_uncond": [], "n_runs_scored": [], "scored_from": [],
             **{f"ours_{k}": [] for k in mapping}}
     for _, row in ours.iterrows():
         cols["dataset"].append(row["dataset"])
         cols["budget"].append(row["budget"])
+        cols["precision"].append(row["precision"])
         cols["n_uncond"].append(row.get("n_uncond"))
         cols["n_runs_scored"].append(row.get("n_runs_scored"))
         cols["scored_from"].append(row.get("scored_from"))

@@ -55,7 +55,8 @@ _NOT_TRAINING = fields_with_role(SAMPLING, SCORING, PROVENANCE, BOOKKEEPING)
 # adding the option does not orphan every stored checkpoint.
 _ADDED_LATER = {"unet_block_padding": "replicate", "unet_attn_norm": "features", "ema_init": "one",
                 "stage2_latents": "continuous", "hf_condition": "scaled", "width_rule": "thesis_text",
-                "stage2_encode": "cached_eval", "decoder_output": "exact", "latent_scaler": "latents"}
+                "stage2_encode": "cached_eval", "decoder_output": "exact", "latent_scaler": "latents",
+                "stage2_precision": "fp32"}
 
 
 def training_fingerprint(cfg: Config, dataset: UCRDataset) -> str:
