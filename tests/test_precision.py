@@ -196,15 +196,32 @@ def test_a_bf16_protocol_run_records_its_precision_and_stays_out_of_the_fp32_tab
     monkeypatch.setenv("TVQ_CACHE_DIR", str(tmp_path / "cache"))
     cfg = tiny_model_config(dataset="Chinatown", stage1_epochs=1, stage2_epochs=1, steps_uncond=2, steps_cond=2,
                             n_samples=20, n_runs=1, sample_batch_size=20, fcn_epochs=1, precision="bf16")
+    fp32 = reproduce(cfg.replace(precision="fp32"), root=tmp_path / "store", log=lambda m: None)
     record = reproduce(cfg, root=tmp_path / "store", log=lambda m: None)
     assert record["precision"] == {"stage 1": "bf16", "stage 2": "bf16", "sampling": "bf16", "TSTR": "bf16"}
+    # the bf16 entry sits beside the fp32 one of the same profile and seed, which it leaves alone
+    assert sorted(p.name for p in (tmp_path / "store" / "Chinatown").iterdir()) == ["smoke-seed0", "smoke-seed0-bf16"]
+    assert R.load_entry("Chinatown", "smoke", 0, tmp_path / "store")["fid_cond"] == fp32["fid_cond"]
+    assert R.load_entry("Chinatown", "smoke", 0, tmp_path / "store", "-bf16")["precision"] == record["precision"]
     assert record["cond_run"]["tstr_precision"] == "bf16"
     df = R.entries(tmp_path / "store", evaluator="own")
-    assert list(df["precision"]) == ["bf16 (stage 1, stage 2, sampling, TSTR)"]
+    assert sorted(df["precision"]) == ["bf16 (stage 1, stage 2, sampling, TSTR)", "fp32"]
     table = R.archive_table(5, tmp_path / "store", full_only=False, profile="smoke", evaluator="own")
-    assert table["ours_fid_mean"].isna().all()                  # the fp32 table does not take it
+    assert table.set_index("dataset").loc["Chinatown", "ours_fid_mean"] == fp32["fid_cond"]   # fp32's, not bf16's
     table = R.archive_table(5, tmp_path / "store", full_only=False, profile="smoke", evaluator="own",
                             precision="bf16 (stage 1, stage 2, sampling, TSTR)")
     assert table.set_index("dataset").loc["Chinatown", "precision"].startswith("bf16")
+    assert table.set_index("dataset").loc["Chinatown", "ours_fid_mean"] == record["fid_cond"]
     assert main(["results", "--results", str(tmp_path / "store")]) == 0
-    assert "bf16:stage1,stage2,sampling,TSTR" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "bf16:stage1,stage2,sampling,TSTR" in out and "fp32" in out
+
+
+def test_precision_tags_name_the_bf16_phases():
+    from tvq.config import precision_tag
+
+    thesis = load_config("thesis")
+    assert precision_tag(thesis.to_dict()) == ""
+    assert precision_tag(thesis.replace(precision="bf16").to_dict()) == "-bf16"
+    assert precision_tag(thesis.replace(sample_bf16=True).to_dict()) == "-bf16-sampling"
+    assert precision_tag(thesis.replace(stage1_precision="bf16", tstr_precision="bf16").to_dict()) == "-bf16-s1-tstr"

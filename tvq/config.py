@@ -330,6 +330,19 @@ def precision_of(config: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+_PHASE_TAGS = {"stage 1": "s1", "stage 2": "s2", "sampling": "sampling", "TSTR": "tstr"}
+
+
+def precision_tag(config: dict[str, Any]) -> str:
+    """What a store entry's folder name adds for its precision, so that a bf16 run never overwrites
+    the fp32 entry of the same profile and seed: ``""`` (fp32), ``"-bf16"`` (every phase) or, for
+    some phases, e.g. ``"-bf16-sampling"``."""
+    bf16 = [phase for phase, value in precision_of(config).items() if value == "bf16"]
+    if not bf16:
+        return ""
+    return "-bf16" if len(bf16) == len(_PHASE_TAGS) else "-bf16-" + "-".join(_PHASE_TAGS[p] for p in bf16)
+
+
 def expand_precision(layer: dict[str, Any]) -> dict[str, Any]:
     """One layer of parameters (a params file, the overrides, ``replace``'s changes) with
     ``precision=X`` written out as each phase's key, except the phases the same layer names."""

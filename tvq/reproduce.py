@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from .config import BOOKKEEPING, Config, fields_with_role, load_config, parse_overrides, \
-    precision_of, PRECISION_PHASES
+    precision_of, precision_tag, PRECISION_PHASES
 from .data import cache_root, load_ucr
 from .device import resolve_device, set_threads
 from .errors import TvqError
@@ -71,7 +71,8 @@ def results_root() -> Path:
 
 
 def entry_dir(cfg: Config, root: Path | None = None) -> Path:
-    return (root or results_root()) / cfg.dataset / f"{cfg.profile}-seed{cfg.seed}"
+    """``<store>/<dataset>/<profile>-seed<seed>``, plus the precision's tag where a phase ran in bf16."""
+    return (root or results_root()) / cfg.dataset / f"{cfg.profile}-seed{cfg.seed}{precision_tag(cfg.to_dict())}"
 
 
 def run_dir(cfg: Config, fingerprint: str = "") -> Path:

@@ -298,13 +298,17 @@ def loglog_fit(x: np.ndarray, y: np.ndarray, log_y: bool = True) -> tuple[float,
     return float(slope), float(intercept)
 
 
-def entry_path(dataset: str, profile: str = "thesis", seed: int = 0, root: Path | None = None) -> Path:
-    return (root or results_root()) / dataset / f"{profile}-seed{seed}"
+def entry_path(dataset: str, profile: str = "thesis", seed: int = 0, root: Path | None = None,
+               tag: str = "") -> Path:
+    """An entry's folder; ``tag``: :func:`tvq.config.precision_tag` of a bf16 run (fp32: none)."""
+    return (root or results_root()) / dataset / f"{profile}-seed{seed}{tag}"
 
 
-def load_entry(dataset: str, profile: str = "thesis", seed: int = 0, root: Path | None = None) -> dict[str, Any] | None:
-    """One finished entry with its arrays (samples, labels, bands, loss curves), or None."""
-    path = entry_path(dataset, profile, seed, root)
+def load_entry(dataset: str, profile: str = "thesis", seed: int = 0, root: Path | None = None,
+               tag: str = "") -> dict[str, Any] | None:
+    """One finished entry with its arrays (samples, labels, bands, loss curves), or None (``tag``:
+    the precision's, as in :func:`entry_path`)."""
+    path = entry_path(dataset, profile, seed, root, tag)
     if not (path / "DONE").is_file():
         return None
     rec = json.loads((path / "entry.json").read_text())
