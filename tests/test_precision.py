@@ -225,3 +225,24 @@ def test_precision_tags_name_the_bf16_phases():
     assert precision_tag(thesis.replace(precision="bf16").to_dict()) == "-bf16"
     assert precision_tag(thesis.replace(sample_bf16=True).to_dict()) == "-bf16-sampling"
     assert precision_tag(thesis.replace(stage1_precision="bf16", tstr_precision="bf16").to_dict()) == "-bf16-s1-tstr"
+
+
+def test_precision_comparison_sets_a_bf16_entry_beside_its_fp32_twin(tmp_path, monkeypatch):
+    """Sampling in bf16 from the same trained model: one row, the same weights, the differences of
+    the means, and a verdict against twice the fp32 runs' spread."""
+    from tvq.reproduce import reproduce
+
+    monkeypatch.setenv("TVQ_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = tiny_model_config(dataset="Chinatown", stage1_epochs=1, stage2_epochs=1, steps_uncond=2, steps_cond=2,
+                            n_samples=20, n_runs=2, sample_batch_size=20, fcn_epochs=1)
+    a = reproduce(cfg, root=tmp_path / "store", log=lambda m: None)
+    b = reproduce(cfg.replace(sample_bf16=True), root=tmp_path / "store", log=lambda m: None)
+    assert b["hardware"]["bf16_units"] == tvq.device.bf16_units("cpu")
+    assert R.precision_comparison(tmp_path / "store", evaluator="own", profile="smoke").empty   # not full budget
+    t = R.precision_comparison(tmp_path / "store", evaluator="own", profile="smoke", full_only=False)
+    assert len(t) == 1
+    row = t.iloc[0]
+    assert row["precision"] == "bf16 (sampling)" and row["same_model"]
+    assert row["fid_uncond_delta"] == pytest.approx(b["fid_uncond_mean"] - a["fid_uncond_mean"])
+    assert row["fid_uncond_within"] == (abs(row["fid_uncond_delta"]) <= 2 * a["fid_uncond_std"])
+    assert row["tstr_fp32"] == a["tstr"] and row["tstr_bf16"] == b["tstr"]

@@ -105,6 +105,44 @@ def precision_label(config: dict[str, Any]) -> str:
     return "fp32" if not bf16 else "bf16 (" + ", ".join(bf16) + ")"
 
 
+def precision_comparison(root: Path | None = None, evaluator: str = "lee2023", profile: str = "thesis",
+                         full_only: bool = True) -> pd.DataFrame:
+    """Each full-budget (``full_only``) bf16 entry beside the fp32 entry of the same dataset, profile
+    and seed.
+
+    The yardstick is the fp32 entry's run-to-run spread: the standard deviation of its
+    ``n_runs`` unconditional FIDs (and ISs), three draws of the same model with other generators.
+    ``*_within`` says whether the bf16 mean lies within two of those of the fp32 mean (None where
+    there is no spread, e.g. one run). Conditional FID and TSTR come from one draw and one fit each:
+    they are shown, with no spread to judge them by. ``same_model`` says whether both entries drew
+    from the same trained weights (true when only sampling or TSTR ran in bf16).
+    """
+    df = entries(root, profile=profile, evaluator=evaluator)
+    cols = ["dataset", "seed", "precision", "same_model"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    df = df[(df["full_budget"] | (not full_only)) & (df["scored_from"] == "protocol")]
+    fp32 = {(r["dataset"], r["seed"]): r for _, r in df[df["precision"] == "fp32"].iterrows()}
+    rows = []
+    for _, b in df[df["precision"] != "fp32"].sort_values(["dataset", "seed"]).iterrows():
+        a = fp32.get((b["dataset"], b["seed"]))
+        if a is None:
+            continue
+        row = {"dataset": b["dataset"], "seed": int(b["seed"]), "precision": b["precision"],
+               "same_model": bool(a.get("weights_sha256")) and a.get("weights_sha256") == b.get("weights_sha256")}
+        for metric in ("fid_uncond", "is_uncond"):
+            sd = a[f"{metric}_std"]
+            delta = float(b[f"{metric}_mean"] - a[f"{metric}_mean"])
+            row.update({f"{metric}_fp32": float(a[f"{metric}_mean"]), f"{metric}_fp32_sd": sd,
+                        f"{metric}_bf16": float(b[f"{metric}_mean"]), f"{metric}_bf16_sd": b[f"{metric}_std"],
+                        f"{metric}_delta": delta,
+                        f"{metric}_within": None if sd is None or not np.isfinite(sd) else bool(abs(delta) <= 2 * sd)})
+        for metric in ("fid_cond", "tstr", "wall_s"):
+            row.update({f"{metric}_fp32": float(a[metric]), f"{metric}_bf16": float(b[metric])})
+        rows.append(row)
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=cols)
+
+
 def earlier_defaults(config: dict[str, Any], reference: Config | None = None) -> dict[str, Any]:
     """The settled defaults (:data:`EARLIER_DEFAULTS`) at which a run's config still has the
     earlier value, where the reference profile has since changed: ``{field: earlier value}``."""

@@ -312,8 +312,12 @@ def _cpu_name() -> str:
 
 def hardware_summary(device: torch.device) -> dict[str, Any]:
     """Where a number was produced: the device used, the CPU and its torch threads, the GPU if used."""
+    from .device import bf16_units
+
     info: dict[str, Any] = {"device": str(device), "cpu": _cpu_name(), "threads": torch.get_num_threads(),
-                            "cpu_count": os.cpu_count()}
+                            "cpu_count": os.cpu_count(),
+                            # without them a bf16 phase is emulated: its numbers hold, its times do not
+                            "bf16_units": bf16_units(str(device))}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
