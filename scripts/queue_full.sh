@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
-# One dataset of the full-budget queue (issue 24): tvq reproduce at params/thesis.yaml, one torch thread,
-# checkpoints under runs/cache (git-ignored) so that an interrupted run resumes when this is run again.
-# usage: scripts/queue_full.sh NAME   (cheapest first: benchmarks/plan_reproduce.py --offline)
+# Datasets of the full-budget queue (issue 24), one after another: tvq reproduce at params/thesis.yaml,
+# one torch thread, so that two of these share a 2-core machine. Run it again and an interrupted
+# run resumes from its checkpoints.
+#
+# The checkpoints go to inflight/cache unless TVQ_CACHE_DIR says otherwise: a folder that git neither
+# tracks nor ignores (never `git add` it), because a new working session on this project recovers
+# such files from the last one and loses ignored ones such as runs/. A run that spans sessions
+# needs its cache to survive the hand-over.
+#
+# usage: scripts/queue_full.sh NAME [NAME ...]   (cheapest first: benchmarks/plan_reproduce.py --offline)
 set -u
 cd "$(dirname "$0")/.." && . .venv/bin/activate
-export TVQ_EVALUATOR_DIR="${TVQ_EVALUATOR_DIR:-../shared/evaluators/lee2023-fcn}" TVQ_CACHE_DIR="${TVQ_CACHE_DIR:-$PWD/runs/cache}"
-mkdir -p runs
-tvq reproduce "$1" -f params/thesis.yaml -p threads=1 --no-progress >> runs/queue_$1.log 2>&1 && echo "finished $1 $(date +%H:%M)" >> runs/queue.log
+export TVQ_EVALUATOR_DIR="${TVQ_EVALUATOR_DIR:-../shared/evaluators/lee2023-fcn}"
+export TVQ_CACHE_DIR="${TVQ_CACHE_DIR:-$PWD/inflight/cache}"
+mkdir -p runs "$TVQ_CACHE_DIR"
+for name in "$@"; do
+  if tvq reproduce "$name" -f params/thesis.yaml -p threads=1 --no-progress >> "runs/queue_$name.log" 2>&1; then
+    echo "finished $name $(date -u +%FT%TZ)" >> runs/queue.log
+  else
+    echo "failed $name $(date -u +%FT%TZ) (see runs/queue_$name.log)" >> runs/queue.log
+  fi
+done
