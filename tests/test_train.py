@@ -266,3 +266,23 @@ def test_latent_scaler_options_fit_what_they_say(ecg200):
     prints = {o: training_fingerprint(tiny(latent_scaler=o), ecg200) for o in ("latents", "encoder_output", "none")}
     assert len(set(prints.values())) == 3
     assert prints["latents"] == training_fingerprint(tiny(), ecg200)
+
+
+def test_a_finished_run_is_read_not_rewritten_by_a_caller_with_other_sampling_fields(tmp_path, ecg200):
+    """A bf16 draw (or any other sampling setting) meets the finished checkpoint of the fp32 run: it
+    gets the same weights under its own settings, and the run folder keeps what it was trained with."""
+    from tvq.train import weights_digest
+
+    out = tmp_path / "run"
+    first = train(tiny(), out, dataset=ecg200, progress=False)
+    files = {name: (out / name).read_bytes() for name in ("model.pt", "run.json", "config.json")}
+    again = train(tiny(sample_bf16=True, steps_uncond=5), out, dataset=ecg200, progress=False)
+    assert weights_digest(again) == weights_digest(first)
+    assert again.cfg.sample_bf16 and again.cfg.steps_uncond == 5        # the caller's sampling settings
+    assert {name: (out / name).read_bytes() for name in files} == files   # the folder's record untouched
+    model, _ = load_model(out, device="cpu")
+    assert model.cfg.sample_bf16 is False and model.cfg.steps_uncond == tiny().steps_uncond
+    # a folder whose model.pt went missing gets it written again from the checkpoint
+    (out / "model.pt").unlink()
+    train(tiny(), out, dataset=ecg200, progress=False)
+    assert (out / "model.pt").is_file()

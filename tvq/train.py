@@ -219,7 +219,12 @@ def _train_locked(cfg: Config, out: Path, ds: UCRDataset, model, generator: torc
         state = TrainState(**json.loads(payload["state"]))
         if state.phase == "done":
             payload = None
-    write_json(out / "config.json", {**cfg.to_dict(), "dataset": ds.name})
+    # A finished run is only read: its config.json, model.pt and run.json keep the configuration,
+    # machine and versions it was trained with. (A caller that differs in sampling fields alone, a
+    # bf16 draw say, meets the same checkpoint; rewriting would hand its settings to later readers.)
+    finished = state.phase == "done" and (out / MODEL).is_file()
+    if not finished:
+        write_json(out / "config.json", {**cfg.to_dict(), "dataset": ds.name})
 
     x_train = torch.from_numpy(ds.x_train).to(device)
     y_train = torch.from_numpy(ds.y_train).to(device)
@@ -261,7 +266,8 @@ def _train_locked(cfg: Config, out: Path, ds: UCRDataset, model, generator: torc
         save_checkpoint(ckpt, model, None, None, generator, state, fingerprint)
 
     model.eval()
-    save_model(out, model, cfg, ds, state, fingerprint)
+    if not finished:
+        save_model(out, model, cfg, ds, state, fingerprint)
     return model
 
 
