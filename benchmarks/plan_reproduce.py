@@ -52,6 +52,7 @@ import sys
 
 import torch
 
+import plan_estimate
 from bench_phases import matmul_peak
 from timing import fcn_step_seconds, median_seconds, seconds, stage1_step, stage2_step
 from tvq.config import load_config
@@ -130,8 +131,6 @@ def plan(name: str, params: str, device: torch.device, repeats: int,
            "total_hours": round(hours, 2), "threads": torch.get_num_threads(),
            "core_hours": round(hours * torch.get_num_threads(), 2),
            "probe_gflops": round(probe_gflops, 1), "load_1min": round(load_1min, 2), **hardware_summary(device)}
-    import plan_estimate
-
     row["timed_steps"] = plan_estimate.step_counts(cfg, n)   # what these minutes are for (plan_estimate.at_profile)
     if gpu_floor:
         row["h200_hours"] = round(gpu_projection(step_counts(cfg, n), gpu_floor) / 3600, 3)
@@ -265,8 +264,6 @@ def main() -> int:
     device = resolve_device(args.device)
     cfg = load_config(args.params, {})
     kept = read_rows(args.out, cfg.profile) if args.out else {}
-    import plan_estimate
-
     # Rows timed under other step counts (the unconditional draw went from 128 to 32 steps) are
     # shown, and fitted on, at the profile's counts now.
     kept = {name: plan_estimate.at_profile(row, cfg) for name, row in kept.items()}
@@ -326,8 +323,6 @@ def main() -> int:
 
 def _estimate(names: list[str], timed: list[dict], cfg, gpu_floor) -> tuple[list[dict], float | None]:
     """Rows for ``names`` projected from FLOPs (plan_estimate.py), fitted on the ``timed`` rows."""
-    import plan_estimate
-
     if not timed:
         raise SystemExit("plan_reproduce: --estimate needs timed rows in --out to fit on")
     for row in timed:

@@ -86,8 +86,9 @@ TRAINING_VARIANTS: dict[str, dict[str, Any]] = {
 STUDIES = ("tmax", "rescale", "steps")
 
 # Settings that a study's key names only where they differ from these (see sampling_study).
+# (Training fields, stage2_precision among them, enter through the training fingerprint.)
 _KEY_ADDED_LATER: dict[str, Any] = {"evaluator": "lee2023", "sample_bf16": False, "score_series": "all",
-                                    "stage2_precision": "fp32", "tstr_precision": "fp32"}
+                                    "tstr_precision": "fp32"}
 
 
 _LABEL = re.compile(r"[A-Za-z0-9_-]{1,40}")

@@ -330,6 +330,11 @@ def precision_of(config: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def bf16_phases(precision: dict[str, str]) -> list[str]:
+    """The phases of a :func:`precision_of` mapping that ran in bf16, in the pipeline's order."""
+    return [phase for phase in PRECISION_PHASES.values() if precision.get(phase) == "bf16"]
+
+
 _PHASE_TAGS = {"stage 1": "s1", "stage 2": "s2", "sampling": "sampling", "TSTR": "tstr"}
 
 
@@ -337,7 +342,7 @@ def precision_tag(config: dict[str, Any]) -> str:
     """What a store entry's folder name adds for its precision, so that a bf16 run never overwrites
     the fp32 entry of the same profile and seed: ``""`` (fp32), ``"-bf16"`` (every phase) or, for
     some phases, e.g. ``"-bf16-sampling"``."""
-    bf16 = [phase for phase, value in precision_of(config).items() if value == "bf16"]
+    bf16 = bf16_phases(precision_of(config))
     if not bf16:
         return ""
     return "-bf16" if len(bf16) == len(_PHASE_TAGS) else "-bf16-" + "-".join(_PHASE_TAGS[p] for p in bf16)

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from .config import BOOKKEEPING, Config, fields_with_role, load_config, parse_overrides, \
-    precision_of, precision_tag, PRECISION_PHASES
+    bf16_phases, precision_of, precision_tag
 from .data import cache_root, load_ucr
 from .device import resolve_device, set_threads
 from .errors import TvqError
@@ -397,7 +397,7 @@ def _cli_results(args: argparse.Namespace) -> int:
         if c == "fid_uncond[lee2023]":
             return _thesis_fid(r)
         if c == "precision":
-            bf16 = [phase for phase in PRECISION_PHASES.values() if r["precision"].get(phase) == "bf16"]
+            bf16 = bf16_phases(r["precision"])
             return "bf16:" + ",".join(p.replace(" ", "") for p in bf16) if bf16 else "fp32"
         return _fmt(r[c])
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import Config, budget_fields, from_mapping, load_config, precision_of
+from .config import Config, bf16_phases, budget_fields, from_mapping, load_config, precision_of
 from .reproduce import load_results, results_root
 from .io import load_npy, load_npz
 
@@ -101,7 +101,7 @@ def precision_label(config: dict[str, Any]) -> str:
     """``fp32``, or which phases ran under bf16 autocast: ``bf16 (stage 1, sampling)``. Not part of
     the budget (a bf16 run is the thesis's protocol in another arithmetic); every table that shows
     entries picks one precision (:func:`pick_runs`) or shows this beside each."""
-    bf16 = [phase for phase, value in precision_of(config).items() if value == "bf16"]
+    bf16 = bf16_phases(precision_of(config))
     return "fp32" if not bf16 else "bf16 (" + ", ".join(bf16) + ")"
 
 
