@@ -199,3 +199,23 @@ def test_plan_estimate_projects_untimed_datasets_along_the_line_fitted_to_the_ti
     summary = next(json.loads(ln)["summary"] for ln in proc.stdout.splitlines() if ln.startswith('{"summary"'))
     assert summary["estimated"] == 1 and summary["estimate_loo_error"] < 1e-6
     assert "| ECG200 (est.) |" in proc.stdout
+
+
+def test_bench_allocator_times_every_phase_in_a_child_per_mode():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_allocator.py"), "--dataset", "ECG200",
+                           "--steps", "1", "--n-samples", "8", "--sample-steps", "1", "--rounds", "1"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(ln) for ln in proc.stdout.splitlines()]
+    children, summary = lines[:-1], lines[-1]["summary"]
+    assert [c["mode"] for c in children] == ["system", "reuse"]
+    import tvq.device
+    glibc = tvq.device._glibc() is not None
+    assert [c["allocator"] for c in children] == ["system", "reuse" if glibc else "system"]
+    phases = {"stage1 step", "stage2 step", "fcn step", "draw", "guided draw"}
+    for c in children:
+        assert set(c["seconds"]) == phases and all(v > 0 for v in c["seconds"].values())
+        assert c["max_rss_gib"] > 0 and all(p > 0 for p in c["matmul_probe_gflops"])
+    assert set(summary["speedup_reuse"]) == phases
+    for ph in phases:   # one round: the medians are the children's own figures
+        assert summary["speedup_reuse"][ph] == round(children[0]["seconds"][ph] / children[1]["seconds"][ph], 2)

@@ -1,6 +1,9 @@
-"""Device choice, seeding and CPU threads: the few lines every entry point needs."""
+"""Device choice, seeding, CPU threads and the host allocator: the few lines every entry point needs."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import os
 import random
 
 import numpy as np
@@ -84,3 +87,67 @@ def bf16_units(device: str = "auto") -> bool:
         if name != "auto":
             return False
     return any(flag in _cpu_flags() for flag in BF16_CPU_FLAGS)
+
+
+# --------------------------------------------------------------------------------------
+# The host allocator
+# --------------------------------------------------------------------------------------
+# glibc's malloc serves every block above a threshold (128 KiB at first, rising to at most
+# 32 MiB as such blocks are freed) with an mmap() of its own and unmaps it on free(), and it
+# hands free memory at the top of the heap back to the kernel once more than 128 KiB lie there
+# (the trim). A CPU forward pass over a batch of 1024 series allocates and frees blocks of tens of
+# MiB in every layer, so each step the kernel maps, zero-fills and page-faults the same memory
+# in again: on the 2-core EPYC with one torch thread a 1x1 convolution of (1024, 32, 64) took
+# 93 ms this way and 17 ms with the memory kept, and a whole guided draw of 1024 CBF series
+# (a batch of 2048) took 1.42x as long (benchmarks/bench_allocator.py measures it). Keeping
+# freed memory in the process costs some resident memory (about +15 % there) and changes no
+# number: torch aligns every CPU tensor to 64 bytes either way, so the same kernels run.
+M_TRIM_THRESHOLD = -1      # <malloc.h>: free top-of-heap memory above this goes back to the kernel
+M_MMAP_MAX = -4            # <malloc.h>: how many blocks may be mmap()ed at once (0: none; the heap serves all)
+TRIM_THRESHOLD_BYTES = 1 << 30
+HOST_ALLOCATOR_ENV = "TVQ_HOST_ALLOCATOR"
+HOST_ALLOCATOR_MODES = ("reuse", "system")
+_host_allocator = "system"     # what this process runs with, for hardware_summary
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (it has ``mallopt``), else None (macOS, musl, Windows)."""
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        libc.gnu_get_libc_version     # only glibc has it
+        libc.mallopt
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def tune_host_allocator(mode: str | None = None) -> str:
+    """Make this process keep the memory it frees, for the next step to reuse (glibc only).
+
+    ``mode``: ``reuse`` (the default) turns off glibc's per-block mmap() and raises the trim
+    threshold to 1 GiB, so that the large activation blocks of a CPU step come from memory the
+    process already holds; ``system`` leaves the allocator as it is. ``None`` reads
+    ``$TVQ_HOST_ALLOCATOR`` (default ``reuse``). Elsewhere than glibc nothing changes. The
+    ``tvq`` command calls it once at start (and a sweep's workers, which are processes of their
+    own). Returns what the process now runs with, also recorded in :func:`host_allocator`.
+    """
+    global _host_allocator
+    chosen = (mode if mode is not None else os.environ.get(HOST_ALLOCATOR_ENV) or "reuse").strip().lower()
+    if chosen not in HOST_ALLOCATOR_MODES:
+        source = "the host allocator" if mode is not None else f"${HOST_ALLOCATOR_ENV}"
+        raise DeviceError(f"{source} must be one of {', '.join(HOST_ALLOCATOR_MODES)}, got {chosen!r}")
+    if chosen == "reuse":
+        libc = _glibc()
+        if libc is not None and libc.mallopt(M_MMAP_MAX, 0) == 1 \
+                and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1:
+            _host_allocator = "reuse"
+    return _host_allocator
+
+
+def host_allocator() -> str:
+    """``reuse`` when :func:`tune_host_allocator` set glibc to keep freed memory, else ``system``
+    (glibc's own settings, which its ``MALLOC_*_`` environment variables may still have changed)."""
+    return _host_allocator

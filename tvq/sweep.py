@@ -149,6 +149,9 @@ def run_job(cfg: Config, root: str, log_path: str, attempt: int, protocol: Proto
     """
     import ray
 
+    from .device import tune_host_allocator
+
+    tune_host_allocator()   # a worker is a process of its own: as the tvq command does at start
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]
     device = "cuda" if gpu_ids else "cpu"
     cfg = cfg.replace(device=device, threads=cfg.threads or threads)

@@ -318,12 +318,17 @@ def _cpu_name() -> str:
 
 def hardware_summary(device: torch.device) -> dict[str, Any]:
     """Where a number was produced: the device used, the CPU and its torch threads, the GPU if used."""
-    from .device import bf16_units
+    from .device import bf16_units, host_allocator
 
     info: dict[str, Any] = {"device": str(device), "cpu": _cpu_name(), "threads": torch.get_num_threads(),
                             "cpu_count": os.cpu_count(),
                             # without them a bf16 phase is emulated: its numbers hold, its times do not
-                            "bf16_units": bf16_units(str(device))}
+                            "bf16_units": bf16_units(str(device)),
+                            # speed only: "reuse" keeps freed memory (tvq.device.tune_host_allocator)
+                            "host_allocator": host_allocator()}
+    tuned = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_") and k.endswith("_")}
+    if tuned:
+        info["malloc_env"] = tuned
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
