@@ -5,11 +5,12 @@ whose layers allocate tens of MiB page-faults that memory in again and again; ``
 the ``tvq`` command sets at start) keeps it. The setting is process-wide and cannot be undone,
 so each mode runs in a child process of its own; the modes alternate over ``--rounds`` rounds
 and each phase keeps its median per mode, so that a machine whose speed drifts during the run
-weighs on both alike. Per phase (a stage-1, stage-2 and TSTR-FCN optimiser step at the thesis
-profile's batch sizes; ``draw``: ``--n-samples`` series through the null class, one batch of n per
-network evaluation, as an unguided draw runs; ``guided draw``: the same number with class labels
-at the profile's guidance w = 3, a batch of 2n; n is the protocol's 1024 by default) it prints the median seconds per mode, the ratio system / reuse, each child's peak resident memory,
-and an fp32 matmul probe (GFLOP/s) read in every child, beside the figures it qualifies.
+weighs on both alike. The phases: a stage-1, stage-2 and TSTR-FCN optimiser step at the thesis
+profile's batch sizes; ``draw``, ``--n-samples`` series through the null class (one batch of n
+per network evaluation, as every unguided draw runs); ``guided draw``, as many with class labels at
+the profile's guidance w = 3 (a batch of 2n); n is the protocol's 1024 by default. Per phase it
+prints the median seconds per mode and the ratio system / reuse, with each child's peak resident
+memory and an fp32 matmul probe (GFLOP/s) read in every child beside them.
 
     python benchmarks/bench_allocator.py                       # CBF, 1 thread, 2 rounds
     python benchmarks/bench_allocator.py --dataset ECG5000 --threads 2 --rounds 3

@@ -98,9 +98,8 @@ def bf16_units(device: str = "auto") -> bool:
 # (the trim). A CPU forward pass over a batch of 1024 series allocates and frees blocks of tens of
 # MiB in every layer, so each step the kernel maps, zero-fills and page-faults the same memory
 # in again: on the 2-core EPYC with one torch thread a 1x1 convolution of (1024, 32, 64) took
-# 93 ms this way and 17 ms with the memory kept, and a whole guided draw of 1024 CBF series
-# (a batch of 2048) took 1.42x as long (benchmarks/bench_allocator.py measures it). Keeping
-# freed memory in the process costs some resident memory (about +15 % there) and changes no
+# 93 ms this way and 17 ms with the memory kept. benchmarks/bench_allocator.py times whole phases
+# (README, "Benchmarks"). Keeping freed memory costs a little resident memory and changes no
 # number: torch aligns every CPU tensor to 64 bytes either way, so the same kernels run.
 M_TRIM_THRESHOLD = -1      # <malloc.h>: free top-of-heap memory above this goes back to the kernel
 M_MMAP_MAX = -4            # <malloc.h>: how many blocks may be mmap()ed at once (0: none; the heap serves all)
