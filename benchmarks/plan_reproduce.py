@@ -37,6 +37,13 @@ CPU runs were made two at a time, one thread each: ``--threads 1`` beside anothe
     python benchmarks/plan_reproduce.py Wafer -f params/thesis.yaml --device cuda
     python benchmarks/plan_reproduce.py --offline --remaining --out results/plan-thesis.jsonl --estimate --markdown
                                                   # the rest projected from FLOPs (plan_estimate.py)
+    python benchmarks/plan_reproduce.py --offline --remaining --out results/plan-thesis.jsonl --estimate --markdown --done
+                                                  # ... and the finished runs beside their projection
+
+``--done`` adds what the store's finished CPU runs of the profile took (fp32, full budget, today's
+defaults), phase by phase from their ``wall_s_phases``, beside what the planner projects for the
+same datasets: the planner's own check against whole runs, made under the load the queue really
+had (one to three other processes on the two cores), where its rows were timed step by step.
 
 ``--estimate`` times nothing: the datasets missing from ``--out`` are projected from their FLOP
 counts with a per-phase line fitted on the rows of ``--out`` (see ``plan_estimate.py``); their
@@ -48,6 +55,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 
 import torch
@@ -192,6 +200,33 @@ def done_in_store(root) -> dict[str, bool]:
     return {d: bool(g["earlier_defaults"].all()) for d, g in df.groupby("dataset")}
 
 
+def measured_rows(root, cfg) -> list[dict]:
+    """What the finished CPU runs of ``cfg``'s profile took, as rows of the planner's shape: the
+    store's fp32 entries at the full budget under the current defaults, with each phase's measured
+    wall time (``wall_s_phases``). ``tstr`` is the entry's ``scoring`` (TSTR's fit plus FID and IS,
+    which are seconds). Runs that spanned sessions count each phase's own time, not the gaps."""
+    from tvq.reproduce import load_results
+    from tvq.results import budget_of, earlier_defaults, precision_label
+
+    rows = []
+    for rec in load_results(root, full=True):
+        conf, hw, ph = rec.get("config", {}), rec.get("hardware", {}), rec.get("wall_s_phases", {})
+        if (rec.get("profile") != cfg.profile or hw.get("gpu") or not ph or not budget_of(conf)[0]
+                or earlier_defaults(conf) or precision_label(conf) != "fp32"):
+            continue
+        minutes = {"evaluator": ph.get("evaluator", 0.0) / 60, "train_stage1": ph["train_stage1"] / 60,
+                   "train_stage2": ph["train_stage2"] / 60, "sampling_uncond": ph["sampling_uncond"] / 60,
+                   "sampling_cond": ph["sampling_cond"] / 60, "tstr": ph["scoring"] / 60}
+        hours = sum(minutes.values()) / 60
+        threads = hw.get("threads") or 1
+        rows.append({"dataset": rec["dataset"], "n_train": len(load_ucr(rec["dataset"]).x_train),
+                     "length": load_ucr(rec["dataset"]).length, "profile": cfg.profile, "measured": True,
+                     "minutes": {k: round(v, 1) for k, v in minutes.items()}, "total_hours": round(hours, 2),
+                     "threads": threads, "core_hours": round(hours * threads, 2), "cpu": hw.get("cpu"),
+                     "host_allocator": hw.get("host_allocator") or "system", "evaluator": rec.get("evaluator")})
+    return sorted(rows, key=lambda r: r["total_hours"])
+
+
 def read_rows(path, profile: str) -> dict[str, dict]:
     """Rows of an earlier ``--out`` file for ``profile``, by dataset (the last row of a dataset wins;
     a line that does not parse, such as one cut off by an interrupted run, is skipped)."""
@@ -243,6 +278,9 @@ def main() -> int:
                          "as not yet timed")
     ap.add_argument("--estimate", action="store_true",
                     help="time nothing: project the datasets missing from --out from FLOP counts, fitted on its rows")
+    ap.add_argument("--done", action="store_true",
+                    help="also list what the store's finished CPU runs of the profile took, phase by phase, beside "
+                         "what this planner projects for them (from --out's timed rows and the FLOP fit)")
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON-lines file the rows are appended to as they are timed; datasets already in it "
                          "are not timed again (a long --offline plan resumes), and its rows enter the table")
@@ -276,6 +314,9 @@ def main() -> int:
     rows = [kept[n] for n in names if n in kept]
     untimed = [n for n in names if n not in kept]
     loo = None
+    measured = measured_rows(args.results, cfg) if args.done else []
+    if measured and not kept:
+        ap.error("--done compares the finished runs with the projection from the rows of --out: name the file")
     if args.estimate:
         estimated, loo = _estimate([n for n in names if n not in kept], list(kept.values()), cfg, gpu_floor)
         rows += estimated
@@ -302,7 +343,33 @@ def main() -> int:
                "gpu_entries_timed": sorted(gpu_floor), "threads": torch.get_num_threads(),
                "probe_gflops_range": _range(r.get("probe_gflops") for r in rows),
                "load_1min_range": _range(r.get("load_1min") for r in rows)}
+    projected = {}
+    if measured:
+        projected = {r["dataset"]: r for r in _estimate([m["dataset"] for m in measured if m["dataset"] not in kept],
+                                                         list(kept.values()), cfg, None, echo=False)[0]}
+        projected.update({m["dataset"]: kept[m["dataset"]] for m in measured if m["dataset"] in kept})
+        for m in measured:
+            m["projected_hours"] = projected[m["dataset"]]["total_hours"]
+            m["measured_over_projected"] = round(m["total_hours"] / m["projected_hours"], 2)
+            print(json.dumps({"done": m}), flush=True)
+        summary["done"] = {"entries": len(measured), "hours": round(sum(m["total_hours"] for m in measured), 1),
+                           "core_hours": round(sum(m["core_hours"] for m in measured), 1),
+                           "measured_over_projected_median": round(statistics.median(
+                               m["measured_over_projected"] for m in measured), 2)}
     print(json.dumps({"summary": summary}), flush=True)
+    if args.markdown and measured:
+        print("\n| done | N | L | stage 1 min | stage 2 min | sampling min | TSTR, FID, IS min | took h | projected h "
+              "| took / projected | threads, allocator (last invocation) |\n|---|---|---|---|---|---|---|---|---|---|---|")
+        for m in measured:
+            mm = m["minutes"]
+            kind = "timed" if m["dataset"] in kept else "est."
+            print(f"| {m['dataset']} | {m['n_train']} | {m['length']} | {mm['train_stage1']} | {mm['train_stage2']} | "
+                  f"{mm['sampling_uncond'] + mm['sampling_cond']:.1f} | {mm['tstr']} | {m['total_hours']} | "
+                  f"{m['projected_hours']} ({kind}) | {m['measured_over_projected']} | "
+                  f"{m['threads']}, {m['host_allocator']} |")
+        done = summary["done"]
+        print(f"| **{len(measured)} done** | | | | | | | **{done['hours']}** ({done['core_hours']} core-h) | | "
+              f"median **{done['measured_over_projected_median']}** | |")
     if args.markdown:
         print("\n| dataset | N | L | stage 1 min | stage 2 min | sampling min | TSTR min | total h | core-h | H200 h ≥ |\n"
               "|---|---|---|---|---|---|---|---|---|---|")
@@ -321,8 +388,10 @@ def main() -> int:
     return 0
 
 
-def _estimate(names: list[str], timed: list[dict], cfg, gpu_floor) -> tuple[list[dict], float | None]:
-    """Rows for ``names`` projected from FLOPs (plan_estimate.py), fitted on the ``timed`` rows."""
+def _estimate(names: list[str], timed: list[dict], cfg, gpu_floor,
+              echo: bool = True) -> tuple[list[dict], float | None]:
+    """Rows for ``names`` projected from FLOPs (plan_estimate.py), fitted on the ``timed`` rows
+    (each printed as a JSON line unless ``echo`` is false)."""
     if not timed:
         raise SystemExit("plan_reproduce: --estimate needs timed rows in --out to fit on")
     for row in timed:
@@ -345,7 +414,8 @@ def _estimate(names: list[str], timed: list[dict], cfg, gpu_floor) -> tuple[list
         if gpu_floor:
             row["h200_hours"] = round(gpu_projection(step_counts(cfg, n), gpu_floor) / 3600, 3)
         rows.append(row)
-        print(json.dumps(row), flush=True)
+        if echo:
+            print(json.dumps(row), flush=True)
     return rows, plan_estimate.leave_one_out(timed)
 
 

@@ -114,6 +114,55 @@ def test_plan_resumes_from_its_out_file_and_skips_a_torn_line(tmp_path):
     assert json.loads(proc.stdout.splitlines()[-1])["summary"]["not_timed"] == 1
 
 
+def test_plan_done_lists_the_finished_cpu_runs_beside_their_projection(tmp_path):
+    """--done reads what each finished CPU run of the settled profile took from its entry, phase by
+    phase, and divides by the planner's projection for the same dataset; runs under earlier
+    defaults, on a GPU, or of another profile are not the planner's to calibrate."""
+    from tvq.config import load_config
+    from tvq.results import EARLIER_DEFAULTS
+
+    template = json.loads((ROOT / "results" / "Fungi" / "thesis-seed0" / "entry.json").read_text())
+    walls = {"evaluator": 0.0, "train_stage1": 1200.0, "train_stage2": 900.0, "sampling_uncond": 300.0,
+             "sampling_cond": 120.0, "scoring": 900.0, "this_invocation": 77.0}      # 3420 s = 0.95 h
+    cpu = {"cpu": "AMD EPYC", "cpu_count": 2, "device": "cpu", "threads": 1, "host_allocator": "reuse"}
+
+    def plant(dataset, config, hardware, profile="thesis"):
+        entry = tmp_path / "store" / dataset / f"{profile}-seed0"
+        entry.mkdir(parents=True)
+        (entry / "entry.json").write_text(json.dumps({**template, "dataset": dataset, "profile": profile,
+                                                      "config": config, "hardware": hardware,
+                                                      "wall_s_phases": walls}))
+        (entry / "DONE").write_text("{}")
+
+    plant("Chinatown", load_config("thesis", dataset="Chinatown").to_dict(), cpu)
+    plant("ItalyPowerDemand", {**load_config("thesis", dataset="ItalyPowerDemand").to_dict(), **EARLIER_DEFAULTS}, cpu)
+    plant("MoteStrain", load_config("thesis", dataset="MoteStrain").to_dict(), {**cpu, "gpu": "NVIDIA H200"})
+    plant("CBF", load_config("smoke", dataset="CBF").to_dict(), cpu, profile="smoke")
+    out = tmp_path / "plan.jsonl"
+    out.write_text(json.dumps({"dataset": "Chinatown", "n_train": 20, "length": 24, "profile": "thesis",
+                               "minutes": {"evaluator": 0.0, "train_stage1": 60.0, "train_stage2": 30.0,
+                                           "sampling_uncond": 10.0, "sampling_cond": 4.0, "tstr": 10.0},
+                               "total_hours": 1.9, "threads": 1, "core_hours": 1.9,
+                               "timed_steps": {"train_stage1": 2000, "train_stage2": 1000, "sampling_uncond": 98304,
+                                               "sampling_cond": 32768, "tstr": 4000}}) + "\n")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "plan_reproduce.py"), "Chinatown", "--results",
+           str(tmp_path / "store"), "--out", str(out), "--report", "--markdown", "--done"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    done = [json.loads(ln)["done"] for ln in proc.stdout.splitlines() if ln.startswith('{"done"')]
+    assert [d["dataset"] for d in done] == ["Chinatown"]
+    assert done[0]["minutes"]["train_stage1"] == 20.0 and done[0]["minutes"]["tstr"] == 15.0
+    assert done[0]["total_hours"] == 0.95 and done[0]["projected_hours"] == 1.9
+    assert done[0]["measured_over_projected"] == 0.5
+    assert "| Chinatown | 20 | 24 | 20.0 | 15.0 | 7.0 | 15.0 | 0.95 | 1.9 (timed) | 0.5 | 1, reuse |" in proc.stdout
+    summary = next(json.loads(ln)["summary"] for ln in proc.stdout.splitlines() if ln.startswith('{"summary"'))
+    assert summary["done"]["entries"] == 1 and summary["done"]["measured_over_projected_median"] == 0.5
+    assert summary["done"]["core_hours"] == round(0.95, 1)
+    # the comparison needs the planner's rows: --done without --out is one line and exit 2
+    proc = subprocess.run(cmd[:5] + ["--done"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 2 and "--done" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_timed_rows_follow_the_profiles_step_counts():
     """A row timed at 128 unconditional steps is shown and fitted at the profile's 32: its
     unconditional minutes scale by the ratio, nothing else moves, and a row that records its
