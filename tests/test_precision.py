@@ -246,3 +246,12 @@ def test_precision_comparison_sets_a_bf16_entry_beside_its_fp32_twin(tmp_path, m
     assert row["fid_uncond_delta"] == pytest.approx(b["fid_uncond_mean"] - a["fid_uncond_mean"])
     assert row["fid_uncond_within"] == (abs(row["fid_uncond_delta"]) <= 2 * a["fid_uncond_std"])
     assert row["tstr_fp32"] == a["tstr"] and row["tstr_bf16"] == b["tstr"]
+    # same model, same generators: run r against run r, bf16 minus fp32
+    assert row["fid_uncond_paired"] == pytest.approx([rb["fid"] - ra["fid"]
+                                                      for ra, rb in zip(a["uncond_runs"], b["uncond_runs"])])
+    assert row["is_uncond_paired"] == pytest.approx([rb["is_mean"] - ra["is_mean"]
+                                                     for ra, rb in zip(a["uncond_runs"], b["uncond_runs"])])
+    assert len(row["fid_uncond_paired"]) == 2
+    # runs scored by another evaluator than the one asked for are not paired
+    entry = R.entries(tmp_path / "store", profile="smoke", evaluator="own").iloc[0]
+    assert R._uncond_runs(entry, "own") and R._uncond_runs(entry, "lee2023") is None

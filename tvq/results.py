@@ -116,6 +116,11 @@ def precision_comparison(root: Path | None = None, evaluator: str = "lee2023", p
     there is no spread, e.g. one run). Conditional FID and TSTR come from one draw and one fit each:
     they are shown, with no spread to judge them by. ``same_model`` says whether both entries drew
     from the same trained weights (true when only sampling or TSTR ran in bf16).
+
+    Two same-model entries also drew each unconditional run with the same generator, so run r of
+    one and run r of the other differ by the arithmetic alone: ``*_paired`` lists those per-run
+    differences (bf16 minus fp32), a sharper test than the spread (None where the runs were not
+    both scored by ``evaluator`` in the protocol).
     """
     df = entries(root, profile=profile, evaluator=evaluator)
     cols = ["dataset", "seed", "precision", "same_model"]
@@ -139,8 +144,21 @@ def precision_comparison(root: Path | None = None, evaluator: str = "lee2023", p
                         f"{metric}_within": None if sd is None or not np.isfinite(sd) else bool(abs(delta) <= 2 * sd)})
         for metric in ("fid_cond", "tstr", "wall_s"):
             row.update({f"{metric}_fp32": float(a[metric]), f"{metric}_bf16": float(b[metric])})
+        runs = [_uncond_runs(e, evaluator) for e in (a, b)] if row["same_model"] else [None, None]
+        for metric, key in (("fid_uncond", "fid"), ("is_uncond", "is_mean")):
+            paired = None
+            if runs[0] and runs[1] and len(runs[0]) == len(runs[1]):
+                paired = [float(rb[key] - ra[key]) for ra, rb in zip(*runs)]
+            row[f"{metric}_paired"] = paired
         rows.append(row)
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=cols)
+
+
+def _uncond_runs(row: pd.Series, evaluator: str) -> list[dict[str, Any]] | None:
+    """The unconditional runs an entry (a row of :func:`entries`) stored, when ``evaluator`` scored them."""
+    if row.get("scored_by") != evaluator or not row.get("path"):
+        return None
+    return json.loads((Path(row["path"]) / "entry.json").read_text()).get("uncond_runs")
 
 
 def earlier_defaults(config: dict[str, Any], reference: Config | None = None) -> dict[str, Any]:
