@@ -219,8 +219,9 @@ def measured_rows(root, cfg) -> list[dict]:
                    "sampling_cond": ph["sampling_cond"] / 60, "tstr": ph["scoring"] / 60}
         hours = sum(minutes.values()) / 60
         threads = hw.get("threads") or 1
-        rows.append({"dataset": rec["dataset"], "n_train": len(load_ucr(rec["dataset"]).x_train),
-                     "length": load_ucr(rec["dataset"]).length, "profile": cfg.profile, "measured": True,
+        ds = load_ucr(rec["dataset"])
+        rows.append({"dataset": rec["dataset"], "n_train": len(ds.x_train),
+                     "length": ds.length, "profile": cfg.profile, "measured": True,
                      "minutes": {k: round(v, 1) for k, v in minutes.items()}, "total_hours": round(hours, 2),
                      "threads": threads, "core_hours": round(hours * threads, 2), "cpu": hw.get("cpu"),
                      "host_allocator": hw.get("host_allocator") or "system", "evaluator": rec.get("evaluator")})
