@@ -310,14 +310,12 @@ def main() -> int:
         row.pop("h200_hours", None)
         if gpu_floor:
             row["h200_hours"] = round(gpu_projection(step_counts(cfg, row["n_train"]), gpu_floor) / 3600, 3)
-    if (args.report or args.estimate) and not args.out:
-        ap.error("--report and --estimate read the rows of --out: name the file")
+    if (args.report or args.estimate or args.done) and not args.out:
+        ap.error("--report, --estimate and --done read the rows of --out: name the file")
     rows = [kept[n] for n in names if n in kept]
     untimed = [n for n in names if n not in kept]
     loo = None
     measured = measured_rows(args.results, cfg) if args.done else []
-    if measured and not kept:
-        ap.error("--done compares the finished runs with the projection from the rows of --out: name the file")
     if args.estimate:
         estimated, loo = _estimate([n for n in names if n not in kept], list(kept.values()), cfg, gpu_floor)
         rows += estimated
@@ -344,7 +342,6 @@ def main() -> int:
                "gpu_entries_timed": sorted(gpu_floor), "threads": torch.get_num_threads(),
                "probe_gflops_range": _range(r.get("probe_gflops") for r in rows),
                "load_1min_range": _range(r.get("load_1min") for r in rows)}
-    projected = {}
     if measured:
         projected = {r["dataset"]: r for r in _estimate([m["dataset"] for m in measured if m["dataset"] not in kept],
                                                          list(kept.values()), cfg, None, echo=False)[0]}
