@@ -119,6 +119,29 @@ def test_archive_tables_have_all_128_rows_with_ours_where_run(tmp_path, monkeypa
     assert R.load_entry("Coffee", "smoke", 0, tmp_path / "store") is None
 
 
+def test_settled_only_drops_runs_under_earlier_defaults_from_our_side_only(monkeypatch):
+    """A summary of today's model may not take in a run of the thesis text's model: archive_table marks
+    each of our runs, and settled_only blanks the marked ones while every thesis value stays."""
+    def run(name, older, fid):
+        return {"dataset": name, "profile": "thesis", "seed": 0, "full_budget": True, "budget": "thesis",
+                "precision": "fp32", "earlier_defaults": older, "n_uncond": 1024, "n_runs_scored": 3,
+                "scored_from": "protocol", "fid_uncond_mean": fid, "fid_uncond_std": 0.1,
+                "is_uncond_mean": 1.5, "is_uncond_std": 0.01}
+    fake = pd.DataFrame([run("Chinatown", False, 11.0), run("Coffee", True, 3.0)])
+    monkeypatch.setattr(R, "entries", lambda root=None, profile=None, evaluator="lee2023": fake)
+    t4 = R.archive_table(4)
+    by = t4.set_index("dataset")
+    assert by.loc["Chinatown", "earlier_defaults"] == False  # noqa: E712
+    assert by.loc["Coffee", "earlier_defaults"] == True  # noqa: E712
+    assert pd.isna(by.loc["GunPoint", "earlier_defaults"])
+    s4 = R.settled_only(t4).set_index("dataset")
+    assert s4.loc["Chinatown", "ours_fid_mean"] == 11.0
+    assert s4[[c for c in s4.columns if c.startswith("ours_")]].loc["Coffee"].isna().all()
+    assert s4["thesis_fid_mean"].equals(by["thesis_fid_mean"])
+    assert R.common_summary(R.settled_only(t4)).set_index("metric").loc["fid_mean", "n_datasets"] == 1
+    assert R.common_summary(t4).set_index("metric").loc["fid_mean", "n_datasets"] == 2
+
+
 def test_a_training_variant_is_full_budget_against_the_thesis_with_its_change():
     from tvq.ablations import variant_config
 

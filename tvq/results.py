@@ -257,6 +257,9 @@ def archive_table(number: int, root: Path | None = None, full_only: bool = True,
     (TSTR, TRTR) are in percent in both. FID, IS and TRTR are ``evaluator``'s
     (:func:`scores_by`), with ``n_uncond`` and ``scored_from`` saying over which series. Only
     entries of one ``precision`` (default fp32; :func:`pick_runs`), named in its column.
+    ``earlier_defaults`` is True where our run used a default the parity study later changed (see
+    :data:`EARLIER_DEFAULTS`), False for a run of today's profile, NaN where we have no run:
+    :func:`settled_only` keeps the rows a summary of today's model may use.
     """
     if number not in _TABLE_COLUMNS:
         raise ValueError("archive_table covers Tables 4 and 5")
@@ -265,11 +268,12 @@ def archive_table(number: int, root: Path | None = None, full_only: bool = True,
     out = names.merge(thesis, on="dataset", how="left")
     ours = pick_runs(entries(root, evaluator=evaluator), full_only=full_only, profile=profile, precision=precision)
     mapping = _TABLE_COLUMNS[number]
-    cols = {"dataset": [], "budget": [], "precision": [], "n_uncond": [], "n_runs_scored": [], "scored_from": [],
-            **{f"ours_{k}": [] for k in mapping}}
+    cols = {"dataset": [], "budget": [], "earlier_defaults": [], "precision": [], "n_uncond": [], "n_runs_scored": [],
+            "scored_from": [], **{f"ours_{k}": [] for k in mapping}}
     for _, row in ours.iterrows():
         cols["dataset"].append(row["dataset"])
         cols["budget"].append(row["budget"])
+        cols["earlier_defaults"].append(bool(row.get("earlier_defaults", False)))
         cols["precision"].append(row["precision"])
         cols["n_uncond"].append(row.get("n_uncond"))
         cols["n_runs_scored"].append(row.get("n_runs_scored"))
@@ -279,6 +283,15 @@ def archive_table(number: int, root: Path | None = None, full_only: bool = True,
             v = np.nan if v is None else float(v)
             cols[f"ours_{k}"].append(100.0 * v if k.endswith("_pct") else v)
     out = out.merge(pd.DataFrame(cols), on="dataset", how="left")
+    return out
+
+
+def settled_only(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of an :func:`archive_table` whose run (if any) used today's defaults: runs under
+    :data:`EARLIER_DEFAULTS` have their ``ours_*`` values blanked, the thesis's stay."""
+    out = table.copy()
+    older = out["earlier_defaults"].eq(True)
+    out.loc[older, [c for c in out.columns if c.startswith("ours_")]] = np.nan
     return out
 
 
