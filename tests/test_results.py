@@ -1,6 +1,8 @@
 """Reading the store beside the thesis's tables (what the results chapters show)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -140,6 +142,41 @@ def test_settled_only_drops_runs_under_earlier_defaults_from_our_side_only(monke
     assert s4["thesis_fid_mean"].equals(by["thesis_fid_mean"])
     assert R.common_summary(R.settled_only(t4)).set_index("metric").loc["fid_mean", "n_datasets"] == 1
     assert R.common_summary(t4).set_index("metric").loc["fid_mean", "n_datasets"] == 2
+
+
+def test_tvq_results_says_which_entries_count_as_the_thesis_protocol(tmp_path, capsys):
+    """`tvq results` names each entry's budget (full, full under earlier defaults, reduced) in its table
+    and in --json, and counts the datasets at the full budget of today's profile scored with the thesis's
+    evaluators: the figure the reproduction's progress is read from."""
+    import json
+    import shutil
+
+    from tvq.cli import main
+
+    root = Path(__file__).resolve().parents[1] / "results"
+    store = tmp_path / "store"
+    for name in ("ECG200", "ArrowHead"):      # today's profile (lee2023); the thesis text's model (own)
+        (store / name / "thesis-seed0").mkdir(parents=True)
+        for f in ("entry.json", "DONE"):
+            shutil.copy(root / name / "thesis-seed0" / f, store / name / "thesis-seed0" / f)
+    shutil.copytree(store / "ECG200", store / "BME")
+    rec = json.loads((store / "BME" / "thesis-seed0" / "entry.json").read_text())
+    rec["dataset"], rec["config"]["stage2_epochs"] = "BME", 10
+    (store / "BME" / "thesis-seed0" / "entry.json").write_text(json.dumps(rec))
+
+    assert main(["results", "--results", str(store), "--json"]) == 0
+    rows = {r["dataset"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert (rows["ECG200"]["full_budget"], rows["ECG200"]["earlier_defaults"]) == (True, False)
+    assert rows["ECG200"]["budget"] == "thesis (2000+1000 ep)"
+    assert (rows["ArrowHead"]["full_budget"], rows["ArrowHead"]["earlier_defaults"]) == (True, True)
+    assert "earlier defaults" in rows["ArrowHead"]["budget"]
+    assert rows["BME"]["full_budget"] is False and "stage2_epochs=10" in rows["BME"]["budget"]
+    assert main(["results", "--results", str(store)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    cells = {line.split()[0]: line.split()[3] for line in lines[1:-1]}
+    assert cells == {"ArrowHead": "full/earlier", "BME": "reduced", "ECG200": "full"}
+    assert lines[-1].endswith("3 entries in " + str(store) + "; 1 dataset at the thesis's full budget under "
+                              "today's defaults (fp32), scored with the thesis's evaluators (lee2023)")
 
 
 def test_a_training_variant_is_full_budget_against_the_thesis_with_its_change():

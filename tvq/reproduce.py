@@ -353,8 +353,21 @@ def load_results(root: Path | None = None, full: bool = False) -> list[dict[str,
         summary["precision"] = record.get("precision") or precision_of(record.get("config", {}))
         summary["rescored"] = {ev: {k: v for k, v in r.items() if k in RESCORE_SUMMARY}
                                for ev, r in record.get("rescored", {}).items()}
+        if not full:
+            summary.update(_budget_fields(record.get("config", {})))
         out.append(record if full else summary)
     return out
+
+
+def _budget_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """Whether an entry ran the thesis's full budget, under today's defaults, and its budget label:
+    what a reader filters ``tvq results --json`` on (``tvq.results.budget_of``)."""
+    from .results import budget_of, earlier_defaults   # (tvq.results imports this module)
+
+    if not config:
+        return {"full_budget": False, "earlier_defaults": False, "budget": "unknown (no config stored)"}
+    full, label = budget_of(config)
+    return {"full_budget": full, "earlier_defaults": bool(earlier_defaults(config)), "budget": label}
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
@@ -390,12 +403,14 @@ def _cli_results(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row))
         return 0
-    cols = ("dataset", "profile", "seed", "evaluator", "precision", "fid_uncond_mean", "is_uncond_mean", "fid_cond",
-            "is_cond", "tstr", "trtr", "wall_s", "fid_uncond[lee2023]")
+    cols = ("dataset", "profile", "seed", "budget", "evaluator", "precision", "fid_uncond_mean", "is_uncond_mean",
+            "fid_cond", "is_cond", "tstr", "trtr", "wall_s", "fid_uncond[lee2023]")
 
     def cell(r: dict[str, Any], c: str) -> str:
         if c == "fid_uncond[lee2023]":
             return _thesis_fid(r)
+        if c == "budget":   # the full label is in --json; here one word: full, full/earlier, reduced
+            return ("full/earlier" if r["earlier_defaults"] else "full") if r["full_budget"] else "reduced"
         if c == "precision":
             bf16 = bf16_phases(r["precision"])
             return "bf16:" + ",".join(p.replace(" ", "") for p in bf16) if bf16 else "fp32"
@@ -406,7 +421,11 @@ def _cli_results(args: argparse.Namespace) -> int:
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
     for t in table:
         print("  ".join(v.ljust(w) for v, w in zip(t, widths)))
-    print(f"{len(rows)} entries in {root}")
+    settled = [r for r in rows if r["full_budget"] and not r["earlier_defaults"] and r["evaluator"] == "lee2023"
+               and r["profile"] == "thesis" and not bf16_phases(r["precision"])]
+    n = len({r["dataset"] for r in settled})
+    print(f"{len(rows)} entries in {root}; {n} dataset{'' if n == 1 else 's'} at the thesis's full budget under "
+          "today's defaults (fp32), scored with the thesis's evaluators (lee2023)")
     return 0
 
 
