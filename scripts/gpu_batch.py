@@ -26,6 +26,11 @@ and einops, but no UCR data wheels and no evaluators). So the work is split in t
     # on the GPU machine, with .gpu carried:
     python3 scripts/gpu_batch.py run --dir .gpu --budget-s 540 --jobs 4 --out "$OUT"
     python scripts/gpu_batch.py unpack /path/to/entries.tar.gz
+
+``run -p KEY=VALUE`` passes a setting on to every run, and the batch packs the entries that
+setting names: ``prepare --datasets Chinatown,MoteStrain,ItalyPowerDemand`` then ``run -p
+precision=bf16`` brings back ``thesis-seed0-bf16`` entries, the bf16 verification of issue 24 on
+cores that have bf16 units, beside the store's fp32 entries of the same datasets.
 """
 from __future__ import annotations
 
@@ -143,6 +148,12 @@ def run(folder: Path, out: Path, *, budget_s: float, jobs: int, min_left_s: floa
     from tvq.reproduce import entry_dir, is_done
 
     plan = json.loads((folder / "plan.json").read_text())
+    # An entry's folder depends on the overrides passed on (``-p precision=bf16`` writes
+    # ``thesis-seed0-bf16``): the packing looks where the runs write. Checked here, before any run
+    # starts, so that a bad override costs no GPU time.
+    overrides = _overrides(extra)
+    cfg_of = _config_loader(plan, overrides)
+    cfg_of(plan["datasets"][0] if plan["datasets"] else "Chinatown")
     out.mkdir(parents=True, exist_ok=True)
     results = folder / "results"
     logs = folder / "logs"
@@ -186,7 +197,6 @@ def run(folder: Path, out: Path, *, budget_s: float, jobs: int, min_left_s: floa
     wall = time.monotonic() - t0
 
     # Pack the finished entries, smallest first, within the size limit.
-    cfg_of = _config_loader(plan)
     finished = []
     for name in plan["datasets"]:
         d = entry_dir(cfg_of(name), results)
@@ -216,15 +226,23 @@ def run(folder: Path, out: Path, *, budget_s: float, jobs: int, min_left_s: floa
                "wall_s": round(wall, 1), "datasets": status, "packed": [n for n, _ in packed],
                "left_out_for_size": left_out, "archive_mib": round(archive.stat().st_size / 2**20, 2),
                "datasets_per_gpu_hour": round(len(packed) / (wall / 3600), 2) if wall > 0 else None,
-               "profile": plan["profile"], "seed": plan["seed"], "evaluator": plan["evaluator"]}
+               "profile": plan["profile"], "seed": plan["seed"], "evaluator": plan["evaluator"],
+               "overrides": overrides}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
-def _config_loader(plan: dict):
+def _overrides(extra: list[str] | None) -> dict:
+    """The ``KEY=VALUE`` settings of ``extra`` (``["-p", "KEY=VALUE", ...]``, as passed on to tvq)."""
+    from tvq.config import parse_overrides
+
+    return parse_overrides([kv for flag, kv in zip((extra or [])[::2], (extra or [])[1::2]) if flag == "-p"])
+
+
+def _config_loader(plan: dict, overrides: dict | None = None):
     from tvq.config import load_config
 
-    base = load_config(plan["params"], {})
+    base = load_config(plan["params"], dict(overrides or {}))
     return lambda name: base.replace(dataset=name)
 
 

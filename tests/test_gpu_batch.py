@@ -14,6 +14,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import gpu_batch  # noqa: E402
 from gpu_batch import BatchError  # noqa: E402
 
+from tvq.errors import TvqError  # noqa: E402
+
 TWO = ["Chinatown", "ItalyPowerDemand"]   # the two smallest of the archive by N x L
 
 
@@ -91,6 +93,28 @@ def test_the_deadline_stops_a_run_and_leaves_it_out(batch, tmp_path):
     assert summary["packed"] == []
     with tarfile.open(tmp_path / "out" / "entries.tar.gz") as tar:
         assert tar.getnames() == []
+
+
+def test_a_batch_with_overrides_brings_back_the_entries_they_name(tmp_path):
+    """`run -p sample_bf16=true` (the bf16 verification on a GPU) writes `smoke-seed0-bf16-sampling`:
+    the batch packs that entry, not the fp32 folder it never wrote, and records the overrides."""
+    small = tmp_path / ".gpu"
+    gpu_batch.prepare(["Chinatown"], small, params="smoke", max_mib=48)
+    summary = gpu_batch.run(small, tmp_path / "out", budget_s=900, jobs=1, min_left_s=0, device="cpu", threads=1,
+                            max_mib=15.5, extra=["-p", "sample_bf16=true"], log=lambda m: None)
+    assert summary["datasets"]["Chinatown"]["status"] == "done" and summary["packed"] == ["Chinatown"]
+    assert summary["overrides"] == {"sample_bf16": "true"}
+    with tarfile.open(tmp_path / "out" / "entries.tar.gz") as tar:
+        assert "Chinatown/smoke-seed0-bf16-sampling/DONE" in tar.getnames()
+    store = tmp_path / "results"
+    assert gpu_batch.unpack(tmp_path / "out" / "entries.tar.gz", store, log=lambda m: None) == [
+        "Chinatown/smoke-seed0-bf16-sampling"]
+    # an override tvq would refuse stops the batch before any run starts
+    started = []
+    with pytest.raises(TvqError, match="no_such_setting"):
+        gpu_batch.run(small, tmp_path / "out2", budget_s=900, jobs=1, min_left_s=0, device="cpu", threads=1,
+                      max_mib=15.5, extra=["-p", "no_such_setting=1"], log=started.append)
+    assert started == [] and not (tmp_path / "out2").exists()
 
 
 def test_bad_requests_are_one_line_errors(tmp_path, capsys):
