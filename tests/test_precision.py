@@ -3,6 +3,7 @@ detection of bfloat16 units, what each phase computes under it, and how entries 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -255,3 +256,20 @@ def test_precision_comparison_sets_a_bf16_entry_beside_its_fp32_twin(tmp_path, m
     # runs scored by another evaluator than the one asked for are not paired
     entry = R.entries(tmp_path / "store", profile="smoke", evaluator="own").iloc[0]
     assert R._uncond_runs(entry, "own") and R._uncond_runs(entry, "lee2023") is None
+
+
+def test_paired_sign_test_pools_the_same_model_runs_of_every_dataset():
+    """Relative per-run differences pooled over datasets, and the sign test on them: six of six lower
+    has p = 2/64 under noise with no direction; rows without paired runs add nothing."""
+    cmp = pd.DataFrame([
+        {"dataset": "A", "fid_uncond_fp32": 10.0, "fid_uncond_paired": [-0.1, -0.2, -0.15]},
+        {"dataset": "B", "fid_uncond_fp32": 1.0, "fid_uncond_paired": [-0.05, -0.08, -0.07]},
+        {"dataset": "C", "fid_uncond_fp32": 5.0, "fid_uncond_paired": None}])
+    s = R.paired_sign_test(cmp)
+    assert (s["n_datasets"], s["n_runs"], s["n_lower"]) == (2, 6, 6)
+    assert s["p_value"] == pytest.approx(2 / 2 ** 6)
+    assert (s["rel_min"], s["rel_max"]) == (pytest.approx(-0.08), pytest.approx(-0.01))
+    cmp.loc[1, "fid_uncond_paired"] = [0.05, 0.08, -0.07]
+    s = R.paired_sign_test(cmp)
+    assert s["n_lower"] == 4 and s["p_value"] == pytest.approx(44 / 64)   # P(at most 2 or at least 4 of 6)
+    assert R.paired_sign_test(cmp.iloc[2:]) is None

@@ -154,6 +154,31 @@ def precision_comparison(root: Path | None = None, evaluator: str = "lee2023", p
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=cols)
 
 
+def paired_sign_test(comparison: pd.DataFrame, metric: str = "fid_uncond") -> dict[str, Any] | None:
+    """Every same-model pair of runs in a :func:`precision_comparison`, pooled over datasets.
+
+    Each paired difference (bf16 minus fp32, same model and generator) is divided by its dataset's
+    fp32 mean, so that datasets with FIDs of different sizes pool. Under noise with no direction,
+    each run is lower in bf16 with probability 1/2: ``p_value`` is the two-sided sign (binomial)
+    test of ``n_lower`` of ``n_runs``. None where no row has paired runs.
+    """
+    from scipy.stats import binomtest
+
+    rel, names = [], set()
+    for _, r in comparison.iterrows():
+        d = r.get(f"{metric}_paired")
+        if isinstance(d, list) and d:
+            rel += [x / r[f"{metric}_fp32"] for x in d]
+            names.add(r["dataset"])
+    if not rel:
+        return None
+    rel_a = np.asarray(rel, float)
+    lower = int((rel_a < 0).sum())
+    return {"n_datasets": len(names), "n_runs": len(rel), "n_lower": lower,
+            "p_value": float(binomtest(lower, len(rel), 0.5).pvalue), "rel_min": float(rel_a.min()),
+            "rel_max": float(rel_a.max()), "rel_mean": float(rel_a.mean())}
+
+
 def _uncond_runs(row: pd.Series, evaluator: str) -> list[dict[str, Any]] | None:
     """The unconditional runs an entry (a row of :func:`entries`) stored, when ``evaluator`` scored them."""
     if row.get("scored_by") != evaluator or not row.get("path"):
