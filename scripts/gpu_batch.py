@@ -152,8 +152,7 @@ def run(folder: Path, out: Path, *, budget_s: float, jobs: int, min_left_s: floa
     # ``thesis-seed0-bf16``): the packing looks where the runs write. Checked here, before any run
     # starts, so that a bad override costs no GPU time.
     overrides = _overrides(extra)
-    cfg_of = _config_loader(plan, overrides)
-    cfg_of(plan["datasets"][0] if plan["datasets"] else "Chinatown")
+    cfg_of = _config_loader(plan, overrides)          # (load_config refuses a bad override here)
     out.mkdir(parents=True, exist_ok=True)
     results = folder / "results"
     logs = folder / "logs"
