@@ -14,7 +14,7 @@ from tvq.errors import ConfigError
 from tvq.fcn import FCN, Recipe, train_fcn
 from tvq.model import TimeVQVDM
 from tvq.train import load_model, train
-from tvq.vqvae import token_counts
+from tvq.quantizer import token_counts
 
 from helpers import tiny_model_config
 

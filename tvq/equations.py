@@ -90,7 +90,7 @@ NOT_COMPUTABLE: dict[str, str] = {
          "ELBO of Eq. (8), split in Eq. (46)-(53).",
     "8": "Definition: the ELBO loss in general; TimeVQVDM's instance is split in Eq. (46)-(53).",
     "9": "Not used: a Gaussian VAE encoder; TimeVQVDM's encoders are deterministic (section 2.2.3).",
-    "11": "Definition: the codebook, the K x d tensor of tokens of tvq.vqvae.VectorQuantizer (a buffer "
+    "11": "Definition: the codebook, the K x d tensor of tokens of tvq.quantizer.VectorQuantizer (a buffer "
           "that the EMA update of appendix D moves, not a trained parameter).",
     "25": "Definition: the true reverse joint; its kernels q(z_s | z_t) are intractable (section 2.3.3), "
           "which is why Eq. (27) replaces them.",
