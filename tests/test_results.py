@@ -155,14 +155,19 @@ def test_tvq_results_says_which_entries_count_as_the_thesis_protocol(tmp_path, c
 
     root = Path(__file__).resolve().parents[1] / "results"
     store = tmp_path / "store"
-    for name in ("ECG200", "ArrowHead"):      # today's profile (lee2023); the thesis text's model (own)
-        (store / name / "thesis-seed0").mkdir(parents=True)
-        for f in ("entry.json", "DONE"):
-            shutil.copy(root / name / "thesis-seed0" / f, store / name / "thesis-seed0" / f)
-    shutil.copytree(store / "ECG200", store / "BME")
-    rec = json.loads((store / "BME" / "thesis-seed0" / "entry.json").read_text())
-    rec["dataset"], rec["config"]["stage2_epochs"] = "BME", 10
-    (store / "BME" / "thesis-seed0" / "entry.json").write_text(json.dumps(rec))
+    (store / "ECG200" / "thesis-seed0").mkdir(parents=True)   # a real entry of today's profile (lee2023)
+    for f in ("entry.json", "DONE"):
+        shutil.copy(root / "ECG200" / "thesis-seed0" / f, store / "ECG200" / "thesis-seed0" / f)
+
+    def variant(name, evaluator, **config):
+        shutil.copytree(store / "ECG200", store / name)
+        rec = json.loads((store / name / "thesis-seed0" / "entry.json").read_text())
+        rec["dataset"], rec["evaluator"] = name, evaluator
+        rec["config"].update(dataset=name, evaluator=evaluator, **config)
+        (store / name / "thesis-seed0" / "entry.json").write_text(json.dumps(rec))
+
+    variant("BME", "lee2023", stage2_epochs=10)                    # a reduced budget
+    variant("ArrowHead", "own", **R.EARLIER_DEFAULTS)               # the thesis text's model, own evaluator
 
     assert main(["results", "--results", str(store), "--json"]) == 0
     rows = {r["dataset"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
