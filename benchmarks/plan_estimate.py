@@ -118,16 +118,31 @@ def _fit(flops: np.ndarray, secs: np.ndarray) -> tuple[float, float]:
     return float(a), float(b)
 
 
-def fit(timed: list[dict]) -> dict[str, tuple[float, float]]:
+def _fit_robust(flops: np.ndarray, secs: np.ndarray, f_scale: float = 0.25) -> tuple[float, float]:
+    """``secs = a + b * flops`` with a, b >= 0, fitted on relative residuals ``(a + b f) / s - 1``
+    under a soft-L1 loss: whole runs carry the load that happened to be beside them (and, once, a
+    pause), so a point off by a factor should pull the line less than a squared error lets it,
+    and a small dataset's step counts as much as a large one's."""
+    from scipy.optimize import least_squares
+
+    g = flops / 1e9                            # GFLOP: both parameters of order one
+    a0, b0 = _fit(flops, secs)
+    res = least_squares(lambda p: (p[0] + p[1] * g) / secs - 1.0, x0=[max(a0, 1e-6), max(b0 * 1e9, 1e-6)],
+                        bounds=([0.0, 0.0], [np.inf, np.inf]), loss="soft_l1", f_scale=f_scale)
+    return float(res.x[0]), float(res.x[1] / 1e9)
+
+
+def fit(timed: list[dict], robust: bool = False) -> dict[str, tuple[float, float]]:
     """Per phase, (a, b) of ``seconds per step = a + b * FLOPs`` over rows that carry both their
-    measured minutes and their ``step_flops``."""
+    measured minutes and their ``step_flops``: least squares, or with ``robust`` the relative
+    soft-L1 fit of :func:`_fit_robust` (for whole runs, whose load varied)."""
     out = {}
     for phase in PHASES:
         pts = [(r["step_flops"][phase], 60 * r["minutes"][phase] / r["steps"][phase])
                for r in timed if r.get("step_flops") and r["steps"][phase]]
         if pts:
             f, s = map(np.array, zip(*pts))
-            out[phase] = _fit(f, s)
+            out[phase] = _fit_robust(f, s) if robust and len(pts) > 2 and np.ptp(f) > 0 else _fit(f, s)
     return out
 
 
@@ -136,15 +151,26 @@ def project(model: dict[str, tuple[float, float]], flops: dict[str, float], step
     return {p: steps[p] * (model[p][0] + model[p][1] * flops[p]) / 60 for p in PHASES}
 
 
-def leave_one_out(timed: list[dict]) -> float | None:
-    """Median relative error of the projected total hours of each timed row, fitted without it."""
-    errs = []
+def loo_hours(timed: list[dict], robust: bool = False) -> list[float | None]:
+    """Each row's total hours projected by the line fitted on the other rows (None where the rest
+    cannot fit every phase)."""
+    out: list[float | None] = []
     for i, row in enumerate(timed):
         rest = timed[:i] + timed[i + 1:]
-        model = fit(rest)
+        model = fit(rest, robust)
         if len(rest) < 2 or set(model) != set(PHASES):
+            out.append(None)
             continue
-        hours = sum(project(model, row["step_flops"], row["steps"]).values()) / 60
+        out.append(sum(project(model, row["step_flops"], row["steps"]).values()) / 60)
+    return out
+
+
+def leave_one_out(timed: list[dict], robust: bool = False) -> float | None:
+    """Median relative error of the projected total hours of each timed row, fitted without it."""
+    errs = []
+    for row, hours in zip(timed, loo_hours(timed, robust)):
+        if hours is None:
+            continue
         real = sum(row["minutes"][p] for p in PHASES) / 60
         errs.append(abs(hours - real) / real)
     return float(np.median(errs)) if errs else None

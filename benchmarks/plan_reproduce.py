@@ -48,6 +48,12 @@ had (one to three other processes on the two cores), where its rows were timed s
 ``--estimate`` times nothing: the datasets missing from ``--out`` are projected from their FLOP
 counts with a per-phase line fitted on the rows of ``--out`` (see ``plan_estimate.py``); their
 rows say ``"estimated": true`` and the summary gives the fit's leave-one-out error.
+``--fit-on done`` fits that line on the store's finished CPU runs instead (``--done``'s rows:
+whole runs, under the load the queue really had, with a fit that lets a run slowed by its
+neighbours pull the line less), and ``--done`` then shows each finished run beside the line
+fitted on the others, so that the check is out of sample:
+
+    python benchmarks/plan_reproduce.py --offline --remaining --out results/plan-thesis.jsonl --estimate --fit-on done --markdown --done
 """
 from __future__ import annotations
 
@@ -282,6 +288,10 @@ def main() -> int:
     ap.add_argument("--done", action="store_true",
                     help="also list what the store's finished CPU runs of the profile took, phase by phase, beside "
                          "what this planner projects for them (from --out's timed rows and the FLOP fit)")
+    ap.add_argument("--fit-on", choices=("timed", "done"), default="timed",
+                    help="rows --estimate fits its line on: the rows of --out, timed step by step (default), or the "
+                         "store's finished CPU runs of the profile, whole runs under the queue's own load (a robust "
+                         "fit; --done then shows each run beside the line fitted without it)")
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON-lines file the rows are appended to as they are timed; datasets already in it "
                          "are not timed again (a long --offline plan resumes), and its rows enter the table")
@@ -315,9 +325,17 @@ def main() -> int:
     rows = [kept[n] for n in names if n in kept]
     untimed = [n for n in names if n not in kept]
     loo = None
-    measured = measured_rows(args.results, cfg) if args.done else []
+    by_done = args.fit_on == "done"
+    if by_done and not args.estimate:
+        ap.error("--fit-on done is a basis for --estimate: pass --estimate")
+    measured = measured_rows(args.results, cfg) if args.done or by_done else []
+    if by_done and len(measured) < 3:
+        print(f"plan_reproduce: --fit-on done needs at least 3 finished CPU runs of profile {cfg.profile!r} "
+              f"in the store, found {len(measured)}", file=sys.stderr)
+        return 2
+    basis = _with_flops(measured, cfg) if by_done else list(kept.values())
     if args.estimate:
-        estimated, loo = _estimate([n for n in names if n not in kept], list(kept.values()), cfg, gpu_floor)
+        estimated, loo = _estimate([n for n in names if n not in kept], basis, cfg, gpu_floor, robust=by_done)
         rows += estimated
         untimed = []
     for name in names:
@@ -338,29 +356,40 @@ def main() -> int:
     summary = {"datasets": len(rows), "not_timed": len(untimed), "cpu_core_hours": round(sum(r["core_hours"] for r in rows), 1),
                "h200_hours": round(sum(r["h200_hours"] for r in rows), 2) if gpu_floor else None,
                "estimated": sum(bool(r.get("estimated")) for r in rows), "estimate_loo_error": loo,
+               "estimate_fitted_on": sorted(r["dataset"] for r in basis) if args.estimate else None,
                "store_full_budget": len(done), "store_earlier_defaults": sum(done.values()),
                "gpu_entries_timed": sorted(gpu_floor), "threads": torch.get_num_threads(),
                "probe_gflops_range": _range(r.get("probe_gflops") for r in rows),
                "load_1min_range": _range(r.get("load_1min") for r in rows)}
-    if measured:
+    if measured and not args.done:
+        measured = []
+    if measured and by_done:
+        # a finished run is set beside the line fitted on the others: in-sample it would flatter the fit
+        for m, hours in zip(measured, plan_estimate.loo_hours(basis, robust=True)):
+            m["projected_hours"] = round(hours, 2) if hours is not None else None
+            m["projected_by"] = "fit without it"
+    elif measured:
         projected = {r["dataset"]: r for r in _estimate([m["dataset"] for m in measured if m["dataset"] not in kept],
                                                          list(kept.values()), cfg, None, echo=False)[0]}
         projected.update({m["dataset"]: kept[m["dataset"]] for m in measured if m["dataset"] in kept})
         for m in measured:
             m["projected_hours"] = projected[m["dataset"]]["total_hours"]
-            m["measured_over_projected"] = round(m["total_hours"] / m["projected_hours"], 2)
-            print(json.dumps({"done": m}), flush=True)
+            m["projected_by"] = "timed" if m["dataset"] in kept else "est."
+    for m in measured:
+        m["measured_over_projected"] = round(m["total_hours"] / m["projected_hours"], 2) if m["projected_hours"] else None
+        print(json.dumps({"done": {k: v for k, v in m.items() if k not in ("step_flops", "steps")}}), flush=True)
+    summary["fit_on"] = args.fit_on if args.estimate else None
+    if measured:
         summary["done"] = {"entries": len(measured), "hours": round(sum(m["total_hours"] for m in measured), 1),
                            "core_hours": round(sum(m["core_hours"] for m in measured), 1),
-                           "measured_over_projected_median": round(statistics.median(
-                               m["measured_over_projected"] for m in measured), 2)}
+                           "measured_over_projected_median": _median(m["measured_over_projected"] for m in measured)}
     print(json.dumps({"summary": summary}), flush=True)
     if args.markdown and measured:
         print("\n| done | N | L | stage 1 min | stage 2 min | sampling min | TSTR, FID, IS min | took h | projected h "
               "| took / projected | threads, allocator (last invocation) |\n|---|---|---|---|---|---|---|---|---|---|---|")
         for m in measured:
             mm = m["minutes"]
-            kind = "timed" if m["dataset"] in kept else "est."
+            kind = m["projected_by"]
             print(f"| {m['dataset']} | {m['n_train']} | {m['length']} | {mm['train_stage1']} | {mm['train_stage2']} | "
                   f"{mm['sampling_uncond'] + mm['sampling_cond']:.1f} | {mm['tstr']} | {m['total_hours']} | "
                   f"{m['projected_hours']} ({kind}) | {m['measured_over_projected']} | "
@@ -386,18 +415,31 @@ def main() -> int:
     return 0
 
 
-def _estimate(names: list[str], timed: list[dict], cfg, gpu_floor,
-              echo: bool = True) -> tuple[list[dict], float | None]:
-    """Rows for ``names`` projected from FLOPs (plan_estimate.py), fitted on the ``timed`` rows
-    (each printed as a JSON line unless ``echo`` is false)."""
-    if not timed:
-        raise SystemExit("plan_reproduce: --estimate needs timed rows in --out to fit on")
-    for row in timed:
+def _median(values) -> float | None:
+    vals = [v for v in values if v is not None]
+    return round(statistics.median(vals), 2) if vals else None
+
+
+def _with_flops(rows: list[dict], cfg) -> list[dict]:
+    """``rows`` with each one's FLOPs per step (counted on its shape unless it carries them) and the
+    profile's step counts, the two things a fit needs beside the minutes."""
+    for row in rows:
         if "step_flops" not in row:
             ds = load_ucr(row["dataset"])
             row["step_flops"] = plan_estimate.step_flops(cfg, len(ds.x_train), ds.length, ds.n_classes)
         row["steps"] = plan_estimate.step_counts(cfg, row["n_train"])
-    model = plan_estimate.fit(timed)
+    return rows
+
+
+def _estimate(names: list[str], timed: list[dict], cfg, gpu_floor,
+              echo: bool = True, robust: bool = False) -> tuple[list[dict], float | None]:
+    """Rows for ``names`` projected from FLOPs (plan_estimate.py), fitted on the ``timed`` rows
+    (each printed as a JSON line unless ``echo`` is false; ``robust``: the soft-L1 fit for whole
+    runs)."""
+    if not timed:
+        raise SystemExit("plan_reproduce: --estimate needs timed rows in --out to fit on")
+    _with_flops(timed, cfg)
+    model = plan_estimate.fit(timed, robust)
     threads = timed[0]["threads"]
     rows = []
     for name in names:
@@ -414,7 +456,7 @@ def _estimate(names: list[str], timed: list[dict], cfg, gpu_floor,
         rows.append(row)
         if echo:
             print(json.dumps(row), flush=True)
-    return rows, plan_estimate.leave_one_out(timed)
+    return rows, plan_estimate.leave_one_out(timed, robust)
 
 
 if __name__ == "__main__":

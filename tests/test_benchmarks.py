@@ -268,3 +268,68 @@ def test_bench_allocator_times_every_phase_in_a_child_per_mode():
     assert set(summary["speedup_reuse"]) == phases
     for ph in phases:   # one round: the medians are the children's own figures
         assert summary["speedup_reuse"][ph] == round(children[0]["seconds"][ph] / children[1]["seconds"][ph], 2)
+
+
+def test_plan_fit_on_done_recovers_the_line_of_the_finished_runs_past_an_outlier(tmp_path):
+    """Finished runs planted on a known line (seconds per step = a + b x FLOPs, per phase), one of
+    them three times slower throughout (a run beside heavy load): --estimate --fit-on done projects
+    an unfinished dataset near the line, closer than least squares would, and --done sets each
+    finished run beside the line fitted without it."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import plan_estimate
+    finally:
+        sys.path.pop(0)
+    from tvq.config import load_config
+    from tvq.data import load_ucr
+
+    cfg = load_config("thesis", {})
+    line = {"train_stage1": (0.05, 2e-9), "train_stage2": (0.04, 3e-9), "sampling_uncond": (0.001, 4e-10),
+            "sampling_cond": (0.001, 4e-10), "tstr": (0.1, 1e-10)}
+    template = json.loads((ROOT / "results" / "Fungi" / "thesis-seed0" / "entry.json").read_text())
+    walls_key = {"train_stage1": "train_stage1", "train_stage2": "train_stage2", "sampling_uncond": "sampling_uncond",
+                 "sampling_cond": "sampling_cond", "tstr": "scoring"}
+    rows = []
+    for name, slow in (("Chinatown", 1), ("ItalyPowerDemand", 1), ("MoteStrain", 1), ("ECG200", 1), ("BME", 3)):
+        ds = load_ucr(name)
+        flops = plan_estimate.step_flops(cfg, len(ds.x_train), ds.length, ds.n_classes)
+        minutes = plan_estimate.project(line, flops, plan_estimate.step_counts(cfg, len(ds.x_train)))
+        walls = {walls_key[p]: 60 * m * slow for p, m in minutes.items()}
+        entry = tmp_path / "store" / name / "thesis-seed0"
+        entry.mkdir(parents=True)
+        (entry / "entry.json").write_text(json.dumps({
+            **template, "dataset": name, "config": load_config("thesis", dataset=name).to_dict(),
+            "hardware": {"cpu": "AMD EPYC", "cpu_count": 2, "device": "cpu", "threads": 1, "host_allocator": "reuse"},
+            "wall_s_phases": {"evaluator": 0.0, **walls}}))
+        (entry / "DONE").write_text("{}")
+        rows.append({"dataset": name, "step_flops": flops, "steps": plan_estimate.step_counts(cfg, len(ds.x_train)),
+                     "minutes": {p: m * slow for p, m in minutes.items()}})
+    ds = load_ucr("CBF")
+    want = sum(plan_estimate.project(line, plan_estimate.step_flops(cfg, len(ds.x_train), ds.length, ds.n_classes),
+                                     plan_estimate.step_counts(cfg, len(ds.x_train))).values()) / 60
+    out = tmp_path / "plan.jsonl"
+    out.write_text("")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "plan_reproduce.py"), "CBF", "--results", str(tmp_path / "store"),
+           "--out", str(out), "--estimate", "--fit-on", "done", "--done", "--markdown"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    got = next(json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith('{"dataset"'))
+    assert got["dataset"] == "CBF" and got["estimated"] is True
+    plain = plan_estimate.fit(rows)
+    cbf_flops = plan_estimate.step_flops(cfg, len(ds.x_train), ds.length, ds.n_classes)
+    lsq = sum(plan_estimate.project(plain, cbf_flops, plan_estimate.step_counts(cfg, len(ds.x_train))).values()) / 60
+    assert abs(got["total_hours"] - want) / want < 0.05
+    assert abs(got["total_hours"] - want) < abs(lsq - want)
+    done = {json.loads(ln)["done"]["dataset"]: json.loads(ln)["done"] for ln in proc.stdout.splitlines()
+            if ln.startswith('{"done"')}
+    assert set(done) == {"Chinatown", "ItalyPowerDemand", "MoteStrain", "ECG200", "BME"}
+    assert all(d["projected_by"] == "fit without it" for d in done.values())
+    assert done["BME"]["measured_over_projected"] > 2.5          # the slow run stands out against the others' line
+    assert 0.9 < done["ECG200"]["measured_over_projected"] < 1.1
+    summary = next(json.loads(ln)["summary"] for ln in proc.stdout.splitlines() if ln.startswith('{"summary"'))
+    assert summary["fit_on"] == "done" and summary["estimate_fitted_on"] == sorted(done)
+    assert "(fit without it)" in proc.stdout
+    # too few finished runs to fit on: one line, exit 2
+    proc = subprocess.run([*cmd[:4], str(tmp_path / "empty"), *cmd[5:]], capture_output=True, text=True, timeout=600,
+                          cwd=ROOT)
+    assert proc.returncode == 2 and "--fit-on done" in proc.stderr and "Traceback" not in proc.stderr
