@@ -11,6 +11,8 @@ floating-point work at some rate, so for each phase this module
    (``a, rate >= 0``), phase by phase;
 3. projects the untimed datasets' steps with it, marking their rows ``"estimated": true``.
 
+The rows fitted on can also be whole finished runs (``plan_reproduce.py --fit-on done``): their
+load varied from run to run, so :func:`fit` then weighs relative errors under a soft-L1 loss.
 The fit's leave-one-out error over the timed rows is reported beside it: the projection is as good
 as that, for shapes inside the timed range, and unchecked outside it (larger arithmetic runs at a
 better rate, so a long series is more likely over- than under-estimated).
