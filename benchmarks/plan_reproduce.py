@@ -328,12 +328,13 @@ def main() -> int:
     by_done = args.fit_on == "done"
     if by_done and not args.estimate:
         ap.error("--fit-on done is a basis for --estimate: pass --estimate")
-    measured = measured_rows(args.results, cfg) if args.done or by_done else []
-    if by_done and len(measured) < 3:
+    finished = measured_rows(args.results, cfg) if args.done or by_done else []
+    if by_done and len(finished) < 3:
         print(f"plan_reproduce: --fit-on done needs at least 3 finished CPU runs of profile {cfg.profile!r} "
-              f"in the store, found {len(measured)}", file=sys.stderr)
+              f"in the store, found {len(finished)}", file=sys.stderr)
         return 2
-    basis = _with_flops(measured, cfg) if by_done else list(kept.values())
+    basis = _with_flops(finished, cfg) if by_done else list(kept.values())
+    measured = finished if args.done else []
     if args.estimate:
         estimated, loo = _estimate([n for n in names if n not in kept], basis, cfg, gpu_floor, robust=by_done)
         rows += estimated
@@ -361,8 +362,6 @@ def main() -> int:
                "gpu_entries_timed": sorted(gpu_floor), "threads": torch.get_num_threads(),
                "probe_gflops_range": _range(r.get("probe_gflops") for r in rows),
                "load_1min_range": _range(r.get("load_1min") for r in rows)}
-    if measured and not args.done:
-        measured = []
     if measured and by_done:
         # a finished run is set beside the line fitted on the others: in-sample it would flatter the fit
         for m, hours in zip(measured, plan_estimate.loo_hours(basis, robust=True)):
