@@ -36,7 +36,6 @@ import json
 import platform
 import time
 
-import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -161,12 +160,13 @@ def main() -> None:
         g = torch.Generator().manual_seed(0)
         s1 = stage1_step(model, x, args.batch_size, g)   # stage1_precision sets the autocast of stage 1
         s2_inner = stage2_step(model, x, y, args.batch_size, g)
-        s2 = lambda: _under(autocast(device, bf16), s2_inner)
+        # (defaults bind this iteration's values: each phase is timed inside its own iteration)
+        s2 = lambda bf16=bf16, inner=s2_inner: _under(autocast(device, bf16), inner)
         f_inner = fcn_step(ds.n_classes, x, args.fcn_batch_size, g, mode)
-        f = lambda: _under(autocast(device, bf16), f_inner)
+        f = lambda bf16=bf16, inner=f_inner: _under(autocast(device, bf16), inner)
         model.eval()
 
-        def sample() -> None:
+        def sample(model=model, bf16=bf16) -> None:
             model.sample(args.n_samples, steps=args.sample_steps, generator=torch.Generator().manual_seed(0),
                          batch_size=args.n_samples, bf16=bf16)
 

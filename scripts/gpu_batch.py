@@ -213,7 +213,7 @@ def run(folder: Path, out: Path, *, budget_s: float, jobs: int, min_left_s: floa
     archive = out / "entries.tar.gz"
     tmp = archive.with_name(archive.name + ".tmp")
     with tarfile.open(tmp, "w:gz") as tar:
-        for name, d in packed:
+        for _name, d in packed:
             tar.add(d, arcname=d.relative_to(results).as_posix())
     tmp.replace(archive)
     for name in plan["datasets"]:

@@ -14,9 +14,7 @@ sampler's flags, the scorer's inputs, output paths, and the other commands.
 """
 from __future__ import annotations
 
-import math
 import os
-import shutil
 from pathlib import Path
 
 import pytest

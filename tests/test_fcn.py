@@ -133,7 +133,7 @@ def test_bad_training_data_is_an_evaluation_error(bad):
 
 
 # -- the cache --------------------------------------------------------------------------
-def _train_small(x, y, xt, yt, recipe=Recipe(2, 16, 1e-3, 1e-5, 0), **kw):
+def _train_small(x, y, xt, yt, recipe=TINY, **kw):
     return train_or_load("Toy", x, y, xt, yt, 3, recipe, **kw)
 
 
@@ -235,7 +235,7 @@ def test_mismatched_key_or_architecture_is_refused():
     x, y = toy_data(n=24)
     xt, yt = toy_data(n=24, seed=1)
     _, _, meta = _train_small(x, y, xt, yt)
-    w, m = Path(meta["weights_path"]), Path(meta["meta_path"])
+    m = Path(meta["meta_path"])
     with pytest.raises(CheckpointError, match="other data"):
         load_fcn(m, expected_key="0" * 64)
     saved = json.loads(m.read_text())

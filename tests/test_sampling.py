@@ -317,7 +317,7 @@ def test_cascade_runs_every_sampler_and_the_callback_sees_each_step():
     for name in SAMPLERS:
         seen = []
         a, b = sample_cascade(lf, hf, (2, 3, 6), (2, 3, 11), steps_lf=4, sampler=name, null_label=2,
-                              callback=lambda info: seen.append((info["stage"], info["i"])))
+                              callback=lambda info, seen=seen: seen.append((info["stage"], info["i"])))
         assert a.shape == (2, 3, 6) and b.shape == (2, 3, 11)
         assert seen == [("lf", i) for i in (4, 3, 2, 1)] + [("hf", i) for i in (4, 3, 2, 1)]
 

@@ -116,11 +116,10 @@ def _glibc() -> ctypes.CDLL | None:
         return None
     try:
         libc = ctypes.CDLL(name)
-        libc.gnu_get_libc_version     # only glibc has it
-        libc.mallopt
-    except (OSError, AttributeError):
+    except OSError:
         return None
-    return libc
+    # only glibc has gnu_get_libc_version; mallopt is what tune_host_allocator calls
+    return libc if hasattr(libc, "gnu_get_libc_version") and hasattr(libc, "mallopt") else None
 
 
 def tune_host_allocator(mode: str | None = None) -> str:
