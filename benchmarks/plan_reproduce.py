@@ -292,6 +292,10 @@ def main() -> int:
                     help="rows --estimate fits its line on: the rows of --out, timed step by step (default), or the "
                          "store's finished CPU runs of the profile, whole runs under the queue's own load (a robust "
                          "fit; --done then shows each run beside the line fitted without it)")
+    ap.add_argument("--fit-threads", type=int, default=1,
+                    help="with --fit-on done, fit on the finished runs made with this many torch threads (default 1, "
+                         "the queue's two-runs-side-by-side setting); runs with other counts are set beside that "
+                         "line in --done, where took / projected reads as their speed-up, and enter no fit")
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON-lines file the rows are appended to as they are timed; datasets already in it "
                          "are not timed again (a long --offline plan resumes), and its rows enter the table")
@@ -329,11 +333,14 @@ def main() -> int:
     if by_done and not args.estimate:
         ap.error("--fit-on done is a basis for --estimate: pass --estimate")
     finished = measured_rows(args.results, cfg) if args.done or by_done else []
-    if by_done and len(finished) < 3:
+    # Whole runs are fitted in hours, so runs with another thread count would bend the line: they are
+    # only set beside it.
+    same_threads = [r for r in finished if r["threads"] == args.fit_threads]
+    if by_done and len(same_threads) < 3:
         print(f"plan_reproduce: --fit-on done needs at least 3 finished CPU runs of profile {cfg.profile!r} "
-              f"in the store, found {len(finished)}", file=sys.stderr)
+              f"with {args.fit_threads} torch thread(s) in the store, found {len(same_threads)}", file=sys.stderr)
         return 2
-    basis = _with_flops(finished, cfg) if by_done else list(kept.values())
+    basis = _with_flops(same_threads, cfg) if by_done else list(kept.values())
     measured = finished if args.done else []
     if args.estimate:
         estimated, loo = _estimate([n for n in names if n not in kept], basis, cfg, gpu_floor, robust=by_done)
@@ -364,9 +371,16 @@ def main() -> int:
                "load_1min_range": _range(r.get("load_1min") for r in rows)}
     if measured and by_done:
         # a finished run is set beside the line fitted on the others: in-sample it would flatter the fit
-        for m, hours in zip(measured, plan_estimate.loo_hours(basis, robust=True)):
+        loo_of = dict(zip((r["dataset"] for r in basis), plan_estimate.loo_hours(basis, robust=True)))
+        others = [m["dataset"] for m in measured if m["dataset"] not in loo_of]
+        line = ({r["dataset"]: r["total_hours"] for r in _estimate(others, basis, cfg, None, echo=False, robust=True)[0]}
+                if others else {})
+        for m in measured:
+            if m["dataset"] in loo_of:
+                hours, m["projected_by"] = loo_of[m["dataset"]], "fit without it"
+            else:
+                hours, m["projected_by"] = line[m["dataset"]], f"fit on {args.fit_threads}-thread runs"
             m["projected_hours"] = round(hours, 2) if hours is not None else None
-            m["projected_by"] = "fit without it"
     elif measured:
         projected = {r["dataset"]: r for r in _estimate([m["dataset"] for m in measured if m["dataset"] not in kept],
                                                          list(kept.values()), cfg, None, echo=False)[0]}
@@ -381,7 +395,10 @@ def main() -> int:
     if measured:
         summary["done"] = {"entries": len(measured), "hours": round(sum(m["total_hours"] for m in measured), 1),
                            "core_hours": round(sum(m["core_hours"] for m in measured), 1),
-                           "measured_over_projected_median": _median(m["measured_over_projected"] for m in measured)}
+                           # the fit's own accuracy: runs outside the fit (other thread counts) are not in it
+                           "measured_over_projected_median": _median(m["measured_over_projected"] for m in measured
+                                                                     if m["dataset"] in {r["dataset"] for r in basis}
+                                                                     or not by_done)}
     print(json.dumps({"summary": summary}), flush=True)
     if args.markdown and measured:
         print("\n| done | N | L | stage 1 min | stage 2 min | sampling min | TSTR, FID, IS min | took h | projected h "

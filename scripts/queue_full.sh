@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Datasets of the full-budget queue (issue 24), one after another: tvq reproduce at params/thesis.yaml,
-# one torch thread, so that two of these share a 2-core machine. Run it again and an interrupted
-# run resumes from its checkpoints.
+# one torch thread by default, so that two of these share a 2-core machine (TVQ_QUEUE_THREADS=2 gives
+# one list both cores: a run then fits a working session, see results/README.md). Run it again and an
+# interrupted run resumes from its checkpoints.
 #
 # The checkpoints go to inflight/cache unless TVQ_CACHE_DIR says otherwise: a folder that git neither
 # tracks nor ignores (never `git add` it), because a new working session on this project recovers
@@ -15,7 +16,7 @@ export TVQ_EVALUATOR_DIR="${TVQ_EVALUATOR_DIR:-../shared/evaluators/lee2023-fcn}
 export TVQ_CACHE_DIR="${TVQ_CACHE_DIR:-$PWD/inflight/cache}"
 mkdir -p runs "$TVQ_CACHE_DIR"
 for name in "$@"; do
-  if tvq reproduce "$name" -f params/thesis.yaml -p threads=1 --no-progress >> "runs/queue_$name.log" 2>&1; then
+  if tvq reproduce "$name" -f params/thesis.yaml -p threads="${TVQ_QUEUE_THREADS:-1}" --no-progress >> "runs/queue_$name.log" 2>&1; then
     echo "finished $name $(date -u +%FT%TZ)" >> runs/queue.log
   else
     echo "failed $name $(date -u +%FT%TZ) (see runs/queue_$name.log)" >> runs/queue.log

@@ -274,7 +274,8 @@ def test_plan_fit_on_done_recovers_the_line_of_the_finished_runs_past_an_outlier
     """Finished runs planted on a known line (seconds per step = a + b x FLOPs, per phase), one of
     them three times slower throughout (a run beside heavy load): --estimate --fit-on done projects
     an unfinished dataset near the line, closer than least squares would, and --done sets each
-    finished run beside the line fitted without it."""
+    finished run beside the line fitted without it. A run made with two threads (half the time) is
+    set beside the one-thread line and bends nothing."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import plan_estimate
@@ -290,7 +291,8 @@ def test_plan_fit_on_done_recovers_the_line_of_the_finished_runs_past_an_outlier
     walls_key = {"train_stage1": "train_stage1", "train_stage2": "train_stage2", "sampling_uncond": "sampling_uncond",
                  "sampling_cond": "sampling_cond", "tstr": "scoring"}
     rows = []
-    for name, slow in (("Chinatown", 1), ("ItalyPowerDemand", 1), ("MoteStrain", 1), ("ECG200", 1), ("BME", 3)):
+    for name, slow, threads in (("Chinatown", 1, 1), ("ItalyPowerDemand", 1, 1), ("MoteStrain", 1, 1), ("ECG200", 1, 1),
+                                ("BME", 3, 1), ("Coffee", 0.5, 2)):
         ds = load_ucr(name)
         flops = plan_estimate.step_flops(cfg, len(ds.x_train), ds.length, ds.n_classes)
         minutes = plan_estimate.project(line, flops, plan_estimate.step_counts(cfg, len(ds.x_train)))
@@ -299,9 +301,11 @@ def test_plan_fit_on_done_recovers_the_line_of_the_finished_runs_past_an_outlier
         entry.mkdir(parents=True)
         (entry / "entry.json").write_text(json.dumps({
             **template, "dataset": name, "config": load_config("thesis", dataset=name).to_dict(),
-            "hardware": {"cpu": "AMD EPYC", "cpu_count": 2, "device": "cpu", "threads": 1, "host_allocator": "reuse"},
+            "hardware": {"cpu": "AMD EPYC", "cpu_count": 2, "device": "cpu", "threads": threads, "host_allocator": "reuse"},
             "wall_s_phases": {"evaluator": 0.0, **walls}}))
         (entry / "DONE").write_text("{}")
+        if threads != 1:
+            continue
         rows.append({"dataset": name, "step_flops": flops, "steps": plan_estimate.step_counts(cfg, len(ds.x_train)),
                      "minutes": {p: m * slow for p, m in minutes.items()}})
     ds = load_ucr("CBF")
@@ -322,13 +326,18 @@ def test_plan_fit_on_done_recovers_the_line_of_the_finished_runs_past_an_outlier
     assert abs(got["total_hours"] - want) < abs(lsq - want)
     done = {json.loads(ln)["done"]["dataset"]: json.loads(ln)["done"] for ln in proc.stdout.splitlines()
             if ln.startswith('{"done"')}
-    assert set(done) == {"Chinatown", "ItalyPowerDemand", "MoteStrain", "ECG200", "BME"}
-    assert all(d["projected_by"] == "fit without it" for d in done.values())
+    assert set(done) == {"Chinatown", "ItalyPowerDemand", "MoteStrain", "ECG200", "BME", "Coffee"}
+    assert all(d["projected_by"] == "fit without it" for n, d in done.items() if n != "Coffee")
     assert done["BME"]["measured_over_projected"] > 2.5          # the slow run stands out against the others' line
     assert 0.9 < done["ECG200"]["measured_over_projected"] < 1.1
+    # the two-thread run: beside the one-thread line, its ratio is its speed-up; core-hours count both threads
+    assert done["Coffee"]["projected_by"] == "fit on 1-thread runs"
+    assert 0.45 < done["Coffee"]["measured_over_projected"] < 0.55
+    assert done["Coffee"]["core_hours"] == pytest.approx(2 * done["Coffee"]["total_hours"], abs=0.02)
     summary = next(json.loads(ln)["summary"] for ln in proc.stdout.splitlines() if ln.startswith('{"summary"'))
-    assert summary["fit_on"] == "done" and summary["estimate_fitted_on"] == sorted(done)
-    assert "(fit without it)" in proc.stdout
+    assert summary["fit_on"] == "done" and summary["estimate_fitted_on"] == sorted(set(done) - {"Coffee"})
+    assert 0.9 < summary["done"]["measured_over_projected_median"] < 1.1     # the fit's runs only
+    assert "(fit without it)" in proc.stdout and "(fit on 1-thread runs)" in proc.stdout
     # too few finished runs to fit on: one line, exit 2
     proc = subprocess.run([*cmd[:4], str(tmp_path / "empty"), *cmd[5:]], capture_output=True, text=True, timeout=600,
                           cwd=ROOT)
