@@ -5,9 +5,10 @@
 # interrupted run resumes from its checkpoints.
 #
 # The checkpoints go to inflight/cache unless TVQ_CACHE_DIR says otherwise: a folder that git neither
-# tracks nor ignores (never `git add` it), because a new working session on this project recovers
-# such files from the last one and loses ignored ones such as runs/. A run that spans sessions
-# needs its cache to survive the hand-over.
+# tracks nor ignores (never `git add` it), because a new working session on this project may recover
+# such files from the last one, where it loses ignored ones such as runs/. That hand-over is not
+# guaranteed (on 2026-12-07 the tree came back without inflight/ and two half-finished runs were lost),
+# so a run that fits one session (TVQ_QUEUE_THREADS=2) is the safer plan.
 #
 # usage: scripts/queue_full.sh NAME [NAME ...]   (cheapest first: benchmarks/plan_reproduce.py --offline)
 set -u
