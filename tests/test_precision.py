@@ -2,6 +2,11 @@
 detection of bfloat16 units, what each phase computes under it, and how entries record it."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +18,8 @@ from tvq.config import PRECISION_FIELDS, load_config, precision_of
 from tvq.errors import ConfigError
 
 from helpers import tiny_model_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PHASES_BF16 = {"stage1_precision": "bf16", "stage2_precision": "bf16", "sample_bf16": True, "tstr_precision": "bf16"}
 
@@ -256,6 +263,32 @@ def test_precision_comparison_sets_a_bf16_entry_beside_its_fp32_twin(tmp_path, m
     # runs scored by another evaluator than the one asked for are not paired
     entry = R.entries(tmp_path / "store", profile="smoke", evaluator="own").iloc[0]
     assert R._uncond_runs(entry, "own") and R._uncond_runs(entry, "lee2023") is None
+    # TSTR has no spread until the fp32 fit is repeated with other seeds on the stored draw
+    assert row["tstr_fp32_fits"] == 0 and row["tstr_fp32_sd"] is None and row["tstr_within"] is None
+    fp32_entry = tmp_path / "store" / "Chinatown" / "smoke-seed0"
+    script = [sys.executable, str(ROOT / "scripts" / "tstr_refit.py")]
+    proc = subprocess.run([*script, str(fp32_entry), "--seeds", "1", "2", "0", "--threads", "1"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    state = json.loads((fp32_entry / "phases" / R.TSTR_REFITS).read_text())
+    assert [f["seed"] for f in state["fits"]] == [0, 1, 2] and state["protocol_tstr"] == a["tstr"]
+    assert state["recipe"]["epochs"] == 1 and state["recipe"]["seed"] is None
+    spread = R.tstr_refits(fp32_entry)
+    by_seed = {f["seed"]: f["tstr"] for f in state["fits"]}
+    assert spread["values"] == [a["tstr"], by_seed[1], by_seed[2]] and spread["seed0_refit"] == by_seed[0]
+    assert spread["sd"] == pytest.approx(float(np.std(spread["values"], ddof=1)))
+    row = R.precision_comparison(tmp_path / "store", evaluator="own", profile="smoke", full_only=False).iloc[0]
+    assert row["tstr_fp32_fits"] == 3 and row["tstr_fp32_sd"] == pytest.approx(spread["sd"])
+    assert row["tstr_within"] == (abs(b["tstr"] - np.mean(spread["values"])) <= 2 * spread["sd"])
+    # run again: the seeds already fitted are skipped, the file is unchanged
+    proc = subprocess.run([*script, str(fp32_entry), "--seeds", "1", "--threads", "1"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0 and "already fitted" in proc.stdout
+    assert json.loads((fp32_entry / "phases" / R.TSTR_REFITS).read_text()) == state
+    # not a finished entry: one line, exit 2, nothing written
+    proc = subprocess.run([*script, str(tmp_path / "store" / "Chinatown")], capture_output=True, text=True,
+                          timeout=600, cwd=ROOT)
+    assert proc.returncode == 2 and "not a finished store entry" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_paired_sign_test_pools_the_same_model_runs_of_every_dataset():

@@ -26,7 +26,9 @@ folder per (dataset, profile, seed)::
                             16 generated series with their bands (Figures 13-14)
         history.json        the training loss curves, thinned to 250 points per term
         phases/             one JSON per finished phase (what a resume skips); the phases after
-                            training are keyed by the trained weights too (``weights_sha256``)
+                            training are keyed by the trained weights too (``weights_sha256``);
+                            tstr_refits.json, where scripts/tstr_refit.py has repeated TSTR's fit
+                            with other seeds (the fit's spread, tvq.results.tstr_refits)
         DONE                written last, atomically: only then does the entry count
 
 Checkpoints and trained weights are large and live outside the store, under

@@ -113,8 +113,11 @@ def precision_comparison(root: Path | None = None, evaluator: str = "lee2023", p
     The yardstick is the fp32 entry's run-to-run spread: the standard deviation of its
     ``n_runs`` unconditional FIDs (and ISs), three draws of the same model with other generators.
     ``*_within`` says whether the bf16 mean lies within two of those of the fp32 mean (None where
-    there is no spread, e.g. one run). Conditional FID and TSTR come from one draw and one fit each:
-    they are shown, with no spread to judge them by. ``same_model`` says whether both entries drew
+    there is no spread, e.g. one run). Conditional FID comes from one draw: it is shown, with no
+    spread to judge it by. TSTR is judged the same way where the fp32 entry's fit was repeated with
+    other seeds (:func:`tstr_refits`; ``tstr_fp32_fits`` fits, their mean ``tstr_fp32_fits_mean`` and
+    standard deviation ``tstr_fp32_sd``; ``tstr_within``: the bf16 entry's one fit lies within two of
+    those of the mean): that spread is the fit's, on one draw, and says nothing of the draw's. ``same_model`` says whether both entries drew
     from the same trained weights (true when only sampling or TSTR ran in bf16).
 
     Two same-model entries also drew each unconditional run with the same generator, so run r of
@@ -144,6 +147,13 @@ def precision_comparison(root: Path | None = None, evaluator: str = "lee2023", p
                         f"{metric}_within": None if sd is None or not np.isfinite(sd) else bool(abs(delta) <= 2 * sd)})
         for metric in ("fid_cond", "tstr", "wall_s"):
             row.update({f"{metric}_fp32": float(a[metric]), f"{metric}_bf16": float(b[metric])})
+        # TSTR's yardstick, where the fp32 entry's fit was repeated with other seeds (fit-to-fit only)
+        spread = tstr_refits(a.get("path"))
+        sd = spread["sd"] if spread else None
+        mean = float(np.mean(spread["values"])) if spread else None
+        row.update({"tstr_fp32_sd": sd, "tstr_fp32_fits": spread["n"] if spread else 0, "tstr_fp32_fits_mean": mean,
+                    "tstr_seed0_refit": spread["seed0_refit"] if spread else None,
+                    "tstr_within": None if sd is None else bool(abs(row["tstr_bf16"] - mean) <= 2 * sd)})
         runs = [_uncond_runs(e, evaluator) for e in (a, b)] if row["same_model"] else [None, None]
         for metric, key in (("fid_uncond", "fid"), ("is_uncond", "is_mean")):
             paired = None
@@ -152,6 +162,35 @@ def precision_comparison(root: Path | None = None, evaluator: str = "lee2023", p
             row[f"{metric}_paired"] = paired
         rows.append(row)
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=cols)
+
+
+TSTR_REFITS = "tstr_refits.json"    # phases/ of an entry; written by scripts/tstr_refit.py
+
+
+def tstr_refits(path: str | Path | None) -> dict[str, Any] | None:
+    """TSTR's fit-to-fit spread for the store entry at ``path``: the protocol's own fit and the refits
+    of the same recipe with other seeds on the entry's stored conditional draw
+    (``phases/tstr_refits.json``, written by ``scripts/tstr_refit.py``).
+
+    Returns ``{"values": [...], "sd": ..., "n": ..., "seeds": [...], "seed0_refit": ...}``, the values
+    being the protocol's TSTR and each refit with another seed (a refit with the protocol's own seed
+    is the float16 rounding of the stored draw alone, reported as ``seed0_refit`` and left out of the
+    spread so that no fit counts twice); None without refits or with fewer than two values. The
+    spread covers the fit (initial weights, batch order), not the draw."""
+    if not path:
+        return None
+    f = Path(path) / "phases" / TSTR_REFITS
+    if not f.is_file():
+        return None
+    state = json.loads(f.read_text())
+    same = [fit["tstr"] for fit in state["fits"] if fit["seed"] == state["protocol_seed"]]
+    others = [fit for fit in state["fits"] if fit["seed"] != state["protocol_seed"]]
+    values = [float(state["protocol_tstr"]), *(float(fit["tstr"]) for fit in others)]
+    if len(values) < 2:
+        return None
+    return {"values": values, "sd": float(np.std(values, ddof=1)), "n": len(values),
+            "seeds": [state["protocol_seed"], *(fit["seed"] for fit in others)],
+            "seed0_refit": float(same[0]) if same else None}
 
 
 def paired_sign_test(comparison: pd.DataFrame, metric: str = "fid_uncond") -> dict[str, Any] | None:
