@@ -117,7 +117,7 @@ def precision_comparison(root: Path | None = None, evaluator: str = "lee2023", p
     spread to judge it by. TSTR is judged the same way where the fp32 entry's fit was repeated with
     other seeds (:func:`tstr_refits`; ``tstr_fp32_fits`` fits, their mean ``tstr_fp32_fits_mean`` and
     standard deviation ``tstr_fp32_sd``; ``tstr_within``: the bf16 entry's one fit lies within two of
-    those of the mean): that spread is the fit's, on one draw, and says nothing of the draw's. ``same_model`` says whether both entries drew
+    those of the mean, judged from three fits on, as the FIDs are from three draws): that spread is the fit's, on one draw, and says nothing of the draw's. ``same_model`` says whether both entries drew
     from the same trained weights (true when only sampling or TSTR ran in bf16).
 
     Two same-model entries also drew each unconditional run with the same generator, so run r of
@@ -153,7 +153,9 @@ def precision_comparison(root: Path | None = None, evaluator: str = "lee2023", p
         mean = float(np.mean(spread["values"])) if spread else None
         row.update({"tstr_fp32_sd": sd, "tstr_fp32_fits": spread["n"] if spread else 0, "tstr_fp32_fits_mean": mean,
                     "tstr_seed0_refit": spread["seed0_refit"] if spread else None,
-                    "tstr_within": None if sd is None else bool(abs(row["tstr_bf16"] - mean) <= 2 * sd)})
+                    # a verdict from as many fits as the FID's draws (n_runs, 3): two fits are no spread
+                    "tstr_within": None if sd is None or spread["n"] < TSTR_FITS_FOR_VERDICT
+                    else bool(abs(row["tstr_bf16"] - mean) <= 2 * sd)})
         runs = [_uncond_runs(e, evaluator) for e in (a, b)] if row["same_model"] else [None, None]
         for metric, key in (("fid_uncond", "fid"), ("is_uncond", "is_mean")):
             paired = None
@@ -165,6 +167,7 @@ def precision_comparison(root: Path | None = None, evaluator: str = "lee2023", p
 
 
 TSTR_REFITS = "tstr_refits.json"    # phases/ of an entry; written by scripts/tstr_refit.py
+TSTR_FITS_FOR_VERDICT = 3            # fits (the protocol's among them) before TSTR gets a verdict
 
 
 def tstr_refits(path: str | Path | None) -> dict[str, Any] | None:
