@@ -392,13 +392,13 @@ def main() -> int:
         m["measured_over_projected"] = round(m["total_hours"] / m["projected_hours"], 2) if m["projected_hours"] else None
         print(json.dumps({"done": {k: v for k, v in m.items() if k not in ("step_flops", "steps")}}), flush=True)
     summary["fit_on"] = args.fit_on if args.estimate else None
+    fitted = {r["dataset"] for r in basis}
     if measured:
         summary["done"] = {"entries": len(measured), "hours": round(sum(m["total_hours"] for m in measured), 1),
                            "core_hours": round(sum(m["core_hours"] for m in measured), 1),
                            # the fit's own accuracy: runs outside the fit (other thread counts) are not in it
                            "measured_over_projected_median": _median(m["measured_over_projected"] for m in measured
-                                                                     if m["dataset"] in {r["dataset"] for r in basis}
-                                                                     or not by_done)}
+                                                                     if not by_done or m["dataset"] in fitted)}
     print(json.dumps({"summary": summary}), flush=True)
     if args.markdown and measured:
         print("\n| done | N | L | stage 1 min | stage 2 min | sampling min | TSTR, FID, IS min | took h | projected h "

@@ -28,11 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from tvq.errors import TvqError
+from tvq.results import TSTR_REFITS
 
-REFITS = "tstr_refits.json"     # under the entry's phases/; tvq.results.tstr_refits reads it
+
+def _log(message: str) -> None:
+    print(message, flush=True)      # a fit takes minutes: each line as it happens, also under nohup
 
 
-def refit(entry: Path, seeds: list[int], device: str = "cpu", progress: bool = False, log=print) -> dict:
+def refit(entry: Path, seeds: list[int], device: str = "cpu", progress: bool = False, log=_log) -> dict:
     """Fit TSTR's FCN on ``entry``'s stored conditional draw once per seed; return the refits file."""
     import torch
 
@@ -57,7 +60,7 @@ def refit(entry: Path, seeds: list[int], device: str = "cpu", progress: bool = F
     if len(x) != run.get("n_samples"):
         raise TvqError(f"{entry}: the store keeps {len(x)} of the {run.get('n_samples')} conditional series; "
                        "a refit on fewer would not be the protocol's fit")
-    out = entry / "phases" / REFITS
+    out = entry / "phases" / TSTR_REFITS
     recipe = {**run["fcn_recipe"], "seed": None}
     state = json.loads(out.read_text()) if out.is_file() else {}
     if state and state.get("recipe") != recipe:
