@@ -8,6 +8,8 @@ with the package's own ``tvq.fcn.train_fcn`` (same recipe, same batch order, the
 weights and optimiser moments), and wrote the training state at epoch ``epochs - 1``. Put back
 into the run folder as ``tstr-cond.pt``, that state makes ``tvq reproduce`` resume there: it runs
 the last epoch on the CPU, scores TSTR on the real test set and finishes the entry.
+Both entries have since been replaced by CPU-only runs under today's defaults (2026-12-07); the
+script stays for the next long fit that a short GPU loan can finish.
 
 The two fits were finished with an earlier form of this script, which wrapped ``train_fcn``'s
 checkpoint writer to keep the state at epoch ``epochs - 1``; ``train_fcn(stop_at_epoch=...)`` now
