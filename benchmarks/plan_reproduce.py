@@ -224,14 +224,29 @@ def measured_rows(root, cfg) -> list[dict]:
                    "train_stage2": ph["train_stage2"] / 60, "sampling_uncond": ph["sampling_uncond"] / 60,
                    "sampling_cond": ph["sampling_cond"] / 60, "tstr": ph["scoring"] / 60}
         hours = sum(minutes.values()) / 60
-        threads = hw.get("threads") or 1
+        # Entries since threads_phases record each phase's torch threads (over all its invocations);
+        # before, only the last invocation's count (hardware.threads) is known.
+        threads, mixed, core_hours = hw.get("threads") or 1, None, None
+        tp = {("tstr" if k == "scoring" else k): v for k, v in (rec.get("threads_phases") or {}).items()}
+        if tp and all(tp.get(k) for k in minutes):
+            counts = sorted({n for k in minutes for n in tp[k]})
+            threads, mixed = (counts[0], None) if len(counts) == 1 else (max(counts), counts)
+            # a phase that ran with several counts is charged its largest: an upper bound
+            core_hours = sum(minutes[k] * max(tp[k]) for k in minutes) / 60
         ds = load_ucr(rec["dataset"])
         rows.append({"dataset": rec["dataset"], "n_train": len(ds.x_train),
                      "length": ds.length, "profile": cfg.profile, "measured": True,
                      "minutes": {k: round(v, 1) for k, v in minutes.items()}, "total_hours": round(hours, 2),
-                     "threads": threads, "core_hours": round(hours * threads, 2), "cpu": hw.get("cpu"),
+                     "threads": threads, "mixed_threads": mixed,
+                     "core_hours": round(hours * threads if core_hours is None else core_hours, 2), "cpu": hw.get("cpu"),
                      "host_allocator": hw.get("host_allocator") or "system", "evaluator": rec.get("evaluator")})
     return sorted(rows, key=lambda r: r["total_hours"])
+
+
+def _threads_cell(m: dict) -> str:
+    """The table's thread count: one number, or the counts a run's phases used when they differed."""
+    mixed = m.get("mixed_threads")
+    return f"{m['threads']}" if not mixed else f"{'/'.join(map(str, mixed))} by phase"
 
 
 def read_rows(path, profile: str) -> dict[str, dict]:
@@ -335,7 +350,7 @@ def main() -> int:
     finished = measured_rows(args.results, cfg) if args.done or by_done else []
     # Whole runs are fitted in hours, so runs with another thread count would bend the line: they are
     # only set beside it.
-    same_threads = [r for r in finished if r["threads"] == args.fit_threads]
+    same_threads = [r for r in finished if r["threads"] == args.fit_threads and not r.get("mixed_threads")]
     if by_done and len(same_threads) < 3:
         print(f"plan_reproduce: --fit-on done needs at least 3 finished CPU runs of profile {cfg.profile!r} "
               f"with {args.fit_threads} torch thread(s) in the store, found {len(same_threads)}", file=sys.stderr)
@@ -402,14 +417,14 @@ def main() -> int:
     print(json.dumps({"summary": summary}), flush=True)
     if args.markdown and measured:
         print("\n| done | N | L | stage 1 min | stage 2 min | sampling min | TSTR, FID, IS min | took h | projected h "
-              "| took / projected | threads, allocator (last invocation) |\n|---|---|---|---|---|---|---|---|---|---|---|")
+              "| took / projected | threads, allocator |\n|---|---|---|---|---|---|---|---|---|---|---|")
         for m in measured:
             mm = m["minutes"]
             kind = m["projected_by"]
             print(f"| {m['dataset']} | {m['n_train']} | {m['length']} | {mm['train_stage1']} | {mm['train_stage2']} | "
                   f"{mm['sampling_uncond'] + mm['sampling_cond']:.1f} | {mm['tstr']} | {m['total_hours']} | "
                   f"{m['projected_hours']} ({kind}) | {m['measured_over_projected']} | "
-                  f"{m['threads']}, {m['host_allocator']} |")
+                  f"{_threads_cell(m)}, {m['host_allocator']} |")
         done = summary["done"]
         print(f"| **{len(measured)} done** | | | | | | | **{done['hours']}** ({done['core_hours']} core-h) | | "
               f"median **{done['measured_over_projected_median']}** | |")

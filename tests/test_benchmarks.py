@@ -292,19 +292,25 @@ def test_plan_fit_on_done_recovers_the_line_of_the_finished_runs_past_an_outlier
                  "sampling_cond": "sampling_cond", "tstr": "scoring"}
     rows = []
     for name, slow, threads in (("Chinatown", 1, 1), ("ItalyPowerDemand", 1, 1), ("MoteStrain", 1, 1), ("ECG200", 1, 1),
-                                ("BME", 3, 1), ("Coffee", 0.5, 2)):
+                                ("BME", 3, 1), ("Coffee", 0.5, 2), ("GunPoint", 0.8, 1)):
         ds = load_ucr(name)
         flops = plan_estimate.step_flops(cfg, len(ds.x_train), ds.length, ds.n_classes)
         minutes = plan_estimate.project(line, flops, plan_estimate.step_counts(cfg, len(ds.x_train)))
         walls = {walls_key[p]: 60 * m * slow for p, m in minutes.items()}
+        # ECG200's last invocation had two threads but every phase ran with one (its threads_phases
+        # say so): a one-thread run. GunPoint's TSTR fit was resumed with two: its phases differ.
+        phase_threads = {"ECG200": {k: [1] for k in ("evaluator", *walls)},
+                         "GunPoint": {**{k: [1] for k in ("evaluator", *walls)}, "scoring": [1, 2]}}.get(name)
         entry = tmp_path / "store" / name / "thesis-seed0"
         entry.mkdir(parents=True)
         (entry / "entry.json").write_text(json.dumps({
             **template, "dataset": name, "config": load_config("thesis", dataset=name).to_dict(),
-            "hardware": {"cpu": "AMD EPYC", "cpu_count": 2, "device": "cpu", "threads": threads, "host_allocator": "reuse"},
-            "wall_s_phases": {"evaluator": 0.0, **walls}}))
+            "hardware": {"cpu": "AMD EPYC", "cpu_count": 2, "device": "cpu",
+                         "threads": 2 if phase_threads else threads, "host_allocator": "reuse"},
+            "wall_s_phases": {"evaluator": 0.0, **walls},
+            **({"threads_phases": phase_threads} if phase_threads else {})}))
         (entry / "DONE").write_text("{}")
-        if threads != 1:
+        if threads != 1 or name == "GunPoint":
             continue
         rows.append({"dataset": name, "step_flops": flops, "steps": plan_estimate.step_counts(cfg, len(ds.x_train)),
                      "minutes": {p: m * slow for p, m in minutes.items()}})
@@ -326,8 +332,15 @@ def test_plan_fit_on_done_recovers_the_line_of_the_finished_runs_past_an_outlier
     assert abs(got["total_hours"] - want) < abs(lsq - want)
     done = {json.loads(ln)["done"]["dataset"]: json.loads(ln)["done"] for ln in proc.stdout.splitlines()
             if ln.startswith('{"done"')}
-    assert set(done) == {"Chinatown", "ItalyPowerDemand", "MoteStrain", "ECG200", "BME", "Coffee"}
-    assert all(d["projected_by"] == "fit without it" for n, d in done.items() if n != "Coffee")
+    assert set(done) == {"Chinatown", "ItalyPowerDemand", "MoteStrain", "ECG200", "BME", "Coffee", "GunPoint"}
+    assert all(d["projected_by"] == "fit without it" for n, d in done.items() if n not in ("Coffee", "GunPoint"))
+    assert done["ECG200"]["threads"] == 1 and done["ECG200"]["mixed_threads"] is None
+    # phases with different thread counts: beside the fit, each phase's core-hours at its largest count
+    gp = done["GunPoint"]
+    assert gp["projected_by"] == "fit on 1-thread runs" and gp["mixed_threads"] == [1, 2] and gp["threads"] == 2
+    tstr_h = gp["minutes"]["tstr"] / 60
+    assert gp["core_hours"] == pytest.approx(gp["total_hours"] + tstr_h, abs=0.02)
+    assert "| 1/2 by phase, reuse |" in proc.stdout
     assert done["BME"]["measured_over_projected"] > 2.5          # the slow run stands out against the others' line
     assert 0.9 < done["ECG200"]["measured_over_projected"] < 1.1
     # the two-thread run: beside the one-thread line, its ratio is its speed-up; core-hours count both threads
@@ -335,7 +348,7 @@ def test_plan_fit_on_done_recovers_the_line_of_the_finished_runs_past_an_outlier
     assert 0.45 < done["Coffee"]["measured_over_projected"] < 0.55
     assert done["Coffee"]["core_hours"] == pytest.approx(2 * done["Coffee"]["total_hours"], abs=0.02)
     summary = next(json.loads(ln)["summary"] for ln in proc.stdout.splitlines() if ln.startswith('{"summary"'))
-    assert summary["fit_on"] == "done" and summary["estimate_fitted_on"] == sorted(set(done) - {"Coffee"})
+    assert summary["fit_on"] == "done" and summary["estimate_fitted_on"] == sorted(set(done) - {"Coffee", "GunPoint"})
     assert 0.9 < summary["done"]["measured_over_projected_median"] < 1.1     # the fit's runs only
     assert "(fit without it)" in proc.stdout and "(fit on 1-thread runs)" in proc.stdout
     # too few finished runs to fit on: one line, exit 2

@@ -168,6 +168,8 @@ def test_dataset_chapter_runs_the_protocol_when_the_store_lacks_the_dataset(tmp_
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = "\n".join("".join(o.get("data", {}).get("text/markdown", "")) for o in outputs)
     assert "FID, unconditional" in text and "TSTR %" in text
+    # the run's table: each phase's minutes beside the torch threads it ran with
+    assert "| phase | minutes | torch threads |" in text
     # under papermill, myst-nb's glue records a figure as "application/papermill.record/image/png"
     glued = {o.get("metadata", {}).get("scrapbook", {}).get("name") for o in outputs
              if any(k.endswith("image/png") for k in o.get("data", {}))}

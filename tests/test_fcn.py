@@ -296,6 +296,24 @@ def test_an_interrupted_fit_resumes_to_the_same_weights(tmp_path, monkeypatch):
         assert torch.equal(v, resumed.state_dict()[k]), k
 
 
+def test_a_resumed_fit_records_every_thread_count_it_ran_with(tmp_path):
+    """A fit resumed with another torch thread count says so (its wall time mixes both); one that
+    resumes from a checkpoint that recorded no count says it does not know."""
+    x, y = toy_data(n=24)
+    r = Recipe(epochs=4, batch_size=8, lr=1e-3, weight_decay=1e-5, seed=3)
+    assert train_fcn(x, y, 3, r).threads_used == [1]           # (the test suite runs on one thread)
+    ckpt = tmp_path / "tstr.pt"
+    train_fcn(x, y, 3, r, checkpoint=ckpt, stop_at_epoch=2)
+    torch.set_num_threads(2)
+    assert train_fcn(x, y, 3, r, checkpoint=ckpt).threads_used == [1, 2]
+    torch.set_num_threads(1)
+    train_fcn(x, y, 3, r, checkpoint=ckpt, stop_at_epoch=2)
+    state = torch.load(ckpt, weights_only=False)
+    del state["threads"]                                          # as written before the counts were kept
+    torch.save(state, ckpt)
+    assert train_fcn(x, y, 3, r, checkpoint=ckpt).threads_used is None
+
+
 def test_a_checkpoint_of_other_data_is_ignored(tmp_path):
     x, y = toy_data(n=24)
     r = Recipe(epochs=2, batch_size=8, lr=1e-3, weight_decay=1e-5, seed=3)

@@ -39,6 +39,9 @@ def test_reproduce_writes_a_complete_entry_and_is_deterministic(env):
     for key in ("fid_uncond_mean", "is_uncond_mean", "fid_cond", "is_cond", "tstr", "trtr"):
         assert isinstance(rows[0][key], float)
     assert (entry / "samples_uncond.npy").is_file() and (entry / "samples_cond.npy").is_file()
+    # every phase ran in this one invocation, on the suite's one thread
+    assert record["threads_phases"] == {k: [1] for k in ("train_stage1", "train_stage2", "evaluator",
+                                                          "sampling_uncond", "sampling_cond", "scoring")}
 
     # From scratch again (the cached evaluator is kept): the same seed gives the same metrics.
     shutil.rmtree(entry)
@@ -112,14 +115,21 @@ def test_an_interruption_while_scoring_keeps_the_conditional_draw(env, monkeypat
     np.testing.assert_array_equal(np.load(entry / "samples_cond.npy"), drawn_x[:256].astype(np.float16))
     np.testing.assert_array_equal(np.load(entry / "labels_cond.npy"), drawn_y[:256])
     assert not pending[0].exists()  # removed once the phase is stored
+    assert load_results(full=True)[0]["threads_phases"]["sampling_cond"] == [1]
 
     # A draw made under another configuration is not taken for this one.
     from tvq.reproduce import _load_draw, _save_draw
     import torch
     path = env / "draw.npz"
-    _save_draw(path, {"guidance": 3.0}, torch.zeros(2, 4), torch.zeros(2, dtype=torch.long), 1.0)
+    _save_draw(path, {"guidance": 3.0}, torch.zeros(2, 4), torch.zeros(2, dtype=torch.long), 1.0, [1])
     assert _load_draw(path, {"guidance": 3.0}) is not None
     assert _load_draw(path, {"guidance": 2.0}) is None
+    assert _load_draw(path, {"guidance": 3.0})[3] == [1]
+    # a draw saved before thread counts were kept still resumes; its threads are unknown
+    with open(path, "wb") as fh:
+        np.savez(fh, x=np.zeros((2, 4), np.float32), labels=np.zeros(2, np.int64), sample_s=np.float64(1.0),
+                 key=np.array(json.dumps({"guidance": 3.0}, sort_keys=True)))
+    assert _load_draw(path, {"guidance": 3.0})[3] is None
 
 
 def test_cli_results_json(env):

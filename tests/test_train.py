@@ -104,6 +104,25 @@ def test_interrupted_training_resumes_to_the_same_result(tmp_path, ecg200, monke
     assert hist_a == hist_b
 
 
+def test_run_json_records_the_threads_of_each_stage_over_its_invocations(tmp_path, ecg200, monkeypatch):
+    """Stage 1 interrupted on one thread and finished on two, stage 2 on two: run.json says so."""
+    cfg = tiny(stage1_epochs=3, stage2_epochs=2, stage1_batch_size=40, stage2_batch_size=40)
+    real_batches, calls = train_mod.batches, {"n": 0}
+
+    def crashing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # mid stage 1, after two checkpointed epochs
+            raise KeyboardInterrupt
+        return real_batches(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "batches", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg.replace(threads=1), tmp_path, dataset=ecg200, progress=False, checkpoint_seconds=0.0)
+    train(cfg.replace(threads=2), tmp_path, dataset=ecg200, progress=False, checkpoint_seconds=0.0)
+    threads = json.loads((tmp_path / "run.json").read_text())["threads"]
+    assert threads == {"stage1": [1, 2], "stage2": [2]}
+
+
 def test_training_reduces_the_losses(tmp_path, ecg200):
     cfg = tiny(stage1_epochs=25, stage2_epochs=25)
     train(cfg, tmp_path, dataset=ecg200, progress=False)

@@ -43,6 +43,15 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
+def threads_used(earlier: list[int] | None, *, resumed: bool) -> list[int] | None:
+    """The distinct torch thread counts a piece of work ran with: those its checkpoint recorded
+    (``earlier``) plus this invocation's. ``None`` when it resumed from a checkpoint written before
+    thread counts were recorded: then part of the work ran with counts nobody wrote down."""
+    if earlier is None:
+        return None if resumed else [torch.get_num_threads()]
+    return sorted(set(earlier) | {torch.get_num_threads()})
+
+
 def compile_modules(modules, mode: str = "none") -> None:
     """``torch.compile`` each module in place (``nn.Module.compile``: its state dict, and so every
     checkpoint, keeps its keys); ``mode="none"`` leaves them eager.

@@ -241,6 +241,8 @@ def evaluate_samples(dataset: DatasetLike | str, samples: np.ndarray, labels: np
         raise EvaluationError(f"need at least {IS_SPLITS} samples for IS over {IS_SPLITS} splits, got {x.shape[0]}")
     dev = _device(cfg, device)
     seconds: dict[str, float] = {}
+    # torch threads of each timed part; TSTR's fit may span invocations (see fcn.train_fcn)
+    threads: dict[str, list[int] | None] = {"scoring": [torch.get_num_threads()]}
 
     t0 = time.perf_counter()
     if model is None:
@@ -261,6 +263,7 @@ def evaluate_samples(dataset: DatasetLike | str, samples: np.ndarray, labels: np
                                        device=dev, progress=progress, checkpoint=tstr_checkpoint,
                                        compile_mode=cfg.compile, precision=cfg.tstr_precision)
         seconds["tstr"] = time.perf_counter() - t0 + getattr(fcn_tstr, "resumed_seconds", 0.0)
+        threads["tstr"] = getattr(fcn_tstr, "threads_used", None)
 
     return {
         "dataset": ds.name,
@@ -273,6 +276,7 @@ def evaluate_samples(dataset: DatasetLike | str, samples: np.ndarray, labels: np
         "fcn_recipe": Recipe.from_config(cfg).to_dict(),
         "tstr_precision": cfg.tstr_precision if y is not None else None,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "threads": threads,
     }
 
 

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .device import compile_modules
+from .device import compile_modules, threads_used
 from .errors import CheckpointError, EvaluationError
 from .io import write_json
 
@@ -189,7 +189,7 @@ def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
     steps_per_epoch = math.ceil(n / recipe.batch_size)
     total = recipe.epochs * steps_per_epoch
     gen = torch.Generator().manual_seed(recipe.seed)
-    step, start_epoch, earlier_s = 0, 0, 0.0
+    step, start_epoch, earlier_s, earlier_threads = 0, 0, 0.0, None
     key = {"recipe": recipe.to_dict(), "data": data_fingerprint(x, y), "n_classes": int(n_classes)}
     if precision != "fp32":   # (left out at fp32, so that checkpoints written before still resume)
         key["precision"] = precision
@@ -201,8 +201,10 @@ def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
             gen.set_state(state["gen"])
             step, start_epoch = int(state["step"]), int(state["epoch"])
             earlier_s = float(state.get("elapsed_s", 0.0))
+            earlier_threads = state.get("threads")
     if stop_at_epoch is not None and stop_at_epoch <= start_epoch:
         raise CheckpointError(f"{checkpoint} is at epoch {start_epoch}, not before stop_at_epoch={stop_at_epoch}")
+    threads = threads_used(earlier_threads, resumed=start_epoch > 0)
     epochs: Iterable[int] = range(start_epoch, recipe.epochs)
     if progress:
         epochs = tqdm(epochs, desc="FCN", unit="epoch", leave=False, initial=start_epoch, total=recipe.epochs)
@@ -225,7 +227,8 @@ def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
                 stop or time.monotonic() - last_save >= checkpoint_every_s):
             _write_fit_state(Path(checkpoint), {**key, "epoch": epoch + 1, "step": step, "model": model.state_dict(),
                                                 "opt": opt.state_dict(), "gen": gen.get_state(),
-                                                "elapsed_s": earlier_s + time.monotonic() - t_start})
+                                                "elapsed_s": earlier_s + time.monotonic() - t_start,
+                                                "threads": threads})
             last_save = time.monotonic()
         if stop:
             break
@@ -233,6 +236,7 @@ def train_fcn(x: np.ndarray, y: np.ndarray, n_classes: int, recipe: Recipe,
         Path(checkpoint).unlink(missing_ok=True)
     # Seconds spent by the invocations before a resume, so that wall times stay whole.
     model.resumed_seconds = earlier_s
+    model.threads_used = threads  # torch threads over every invocation of this fit (None: partly unknown)
     return model.eval()
 
 

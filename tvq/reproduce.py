@@ -17,7 +17,7 @@ Store layout (``$TVQ_RESULTS_DIR``, default ``results/`` in the working director
 folder per (dataset, profile, seed)::
 
     results/<dataset>/<profile>-seed<seed>/
-        entry.json          config, metrics, versions, hardware, wall time per phase
+        entry.json          config, metrics, versions, hardware, wall time and torch threads per phase
         samples_uncond.npy  the first unconditional run's series (float16): all 1024 up to length
                             1024, else as many as fit in 2 MiB (at least 256); enough to
                             re-score the entry with another evaluator without the model
@@ -52,7 +52,7 @@ import torch
 from .config import BOOKKEEPING, Config, fields_with_role, load_config, parse_overrides, \
     bf16_phases, precision_of, precision_tag
 from .data import cache_root, load_ucr
-from .device import resolve_device, set_threads
+from .device import resolve_device, set_threads, threads_used
 from .errors import TvqError
 from .io import atomic_path, check_output_dir, save_npy, write_json
 
@@ -143,7 +143,7 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
     evaluator, trtr = get_evaluator(ds, cfg, device=device, progress=progress)
     floor = phases.get("evaluator") or phases.put("evaluator", {
         "trtr": float(trtr), "fid_train_vs_test": float(fid_floor(ds, cfg, device=device, model=evaluator)),
-        "wall_s": round(time.monotonic() - t0, 2)})
+        "wall_s": round(time.monotonic() - t0, 2), "threads": threads_used(None, resumed=False)})
     walls["evaluator"] = time.monotonic() - t0
     log(f"[{cfg.dataset}] evaluator: TRTR {floor['trtr']:.3f}, FID(train, test) {floor['fid_train_vs_test']:.3f}")
 
@@ -162,12 +162,14 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
     weights = weights_digest(model)
     phases = _Phases(entry, {**phases.fingerprint, "weights": weights})
 
-    def score(name: str, samples: torch.Tensor, labels: torch.Tensor | None, sample_s: float) -> dict[str, Any]:
+    def score(name: str, samples: torch.Tensor, labels: torch.Tensor | None, sample_s: float,
+              sample_threads: list[int] | None) -> dict[str, Any]:
         x = samples.cpu().numpy().astype(np.float32)
         y = labels.cpu().numpy() if labels is not None else None
         metrics = evaluate_samples(ds, x, y, cfg=cfg, device=device, model=evaluator, trtr=trtr,
                                    tstr_checkpoint=run_path / f"tstr-{name}.pt")
         metrics["sample_s"] = round(sample_s, 2)
+        metrics["sample_threads"] = sample_threads
         keep = stored_count(len(x), x.shape[-1])
         save_npy(entry / f"samples_{name}.npy", x[:keep].astype(np.float16))
         if y is not None:
@@ -189,7 +191,8 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
             else:                # p(y) p(x | y): the unconditional setting (w = 1) with the labels drawn above
                 x = model.sample(cfg.n_samples, class_labels=labels, options=SamplerOptions.from_config(cfg, False),
                                  generator=gen)
-            result = phases.put(name, score("uncond" if r == 0 else f"uncond{r}", x, None, time.monotonic() - t0))
+            result = phases.put(name, score("uncond" if r == 0 else f"uncond{r}", x, None, time.monotonic() - t0,
+                                            threads_used(None, resumed=False)))
         uncond.append(result)
         log(f"[{cfg.dataset}] unconditional run {r}: FID {result['fid']:.3f}, IS {result['is_mean']:.3f}")
     for r in range(1, cfg.n_runs):  # figures keep only the first run's samples
@@ -209,7 +212,7 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
             t0 = time.monotonic()
             x = model.sample(cfg.n_samples, class_labels=labels, steps=cfg.steps_cond, guidance=cfg.guidance,
                              generator=gen)
-            drawn = (x, labels, time.monotonic() - t0)
+            drawn = (x, labels, time.monotonic() - t0, threads_used(None, resumed=False))
             _save_draw(pending, phases.fingerprint, *drawn)
         cond = phases.put("cond", score("cond", *drawn))
         pending.unlink(missing_ok=True)
@@ -250,6 +253,14 @@ def reproduce(cfg: Config, *, root: Path | None = None, progress: bool = False, 
         # its idle gap). The evaluator's share is 0 when its FCN came from the cache.
         "wall_s": round(sum(run_meta["wall_s"].values()) + floor.get("wall_s", walls["evaluator"])
                         + sum(_run_seconds(u) for u in [*uncond, cond]), 1),
+        # torch threads per phase, over every invocation of it (null: partly unknown, e.g. resumed
+        # from a checkpoint written before they were recorded); `hardware` has the last invocation's.
+        "threads_phases": {**{f"train_{k}": run_meta.get("threads", {}).get(k) for k in run_meta["wall_s"]},
+                           "evaluator": floor.get("threads"),
+                           "sampling_uncond": _union(u.get("sample_threads") for u in uncond),
+                           "sampling_cond": cond.get("sample_threads"),
+                           "scoring": _union([*(r.get("threads", {}).get("scoring") for r in [*uncond, cond]),
+                                              cond.get("threads", {}).get("tstr")])},
         "wall_s_phases": {**{f"train_{k}": round(v, 1) for k, v in run_meta["wall_s"].items()},
                           "evaluator": round(floor.get("wall_s", walls["evaluator"]), 1),
                           "this_invocation": round(walls["total"], 1),
@@ -300,14 +311,15 @@ def _figure_data(model, ds, cfg: Config, entry: Path, run_meta_path: Path) -> di
 
 
 def _save_draw(path: Path, fingerprint: dict[str, Any], x: torch.Tensor, labels: torch.Tensor,
-               sample_s: float) -> None:
+               sample_s: float, threads: list[int] | None = None) -> None:
     """A drawn sample set, with the configuration that drew it, written atomically."""
     with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:  # np.savez would rename a path
         np.savez(fh, x=x.cpu().numpy().astype(np.float32), labels=labels.cpu().numpy().astype(np.int64),
-                 sample_s=np.float64(sample_s), key=np.array(json.dumps(fingerprint, sort_keys=True, default=str)))
+                 sample_s=np.float64(sample_s), threads=np.array(json.dumps(threads)), key=np.array(json.dumps(fingerprint, sort_keys=True, default=str)))
 
 
-def _load_draw(path: Path, fingerprint: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, float] | None:
+def _load_draw(path: Path, fingerprint: dict[str, Any]
+               ) -> tuple[torch.Tensor, torch.Tensor, float, list[int] | None] | None:
     """The set :func:`_save_draw` wrote, if it was drawn under this very configuration."""
     if not path.is_file():
         return None
@@ -315,9 +327,17 @@ def _load_draw(path: Path, fingerprint: dict[str, Any]) -> tuple[torch.Tensor, t
         with np.load(path, allow_pickle=False) as f:
             if str(f["key"]) != json.dumps(fingerprint, sort_keys=True, default=str):
                 return None
-            return torch.from_numpy(f["x"]), torch.from_numpy(f["labels"]), float(f["sample_s"])
+            # (a draw saved before thread counts were recorded has none: unknown)
+            threads = json.loads(str(f["threads"])) if "threads" in f.files else None
+            return torch.from_numpy(f["x"]), torch.from_numpy(f["labels"]), float(f["sample_s"]), threads
     except (OSError, KeyError, ValueError):  # unreadable: draw again
         return None
+
+
+def _union(lists) -> list[int] | None:
+    """Thread counts of several parts together; unknown (``None``) if any part's are."""
+    lists = list(lists)
+    return None if any(v is None for v in lists) else sorted(set().union(*lists))
 
 
 def _spread(values: np.ndarray) -> float | None:

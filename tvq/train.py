@@ -34,7 +34,7 @@ from . import __version__
 from .config import (BOOKKEEPING, PROVENANCE, SAMPLING, SCORING, TRAINING, Config, fields_with_role, load_config,
                      parse_overrides)
 from .data import UCRDataset, load_ucr
-from .device import compile_modules, resolve_device, seed_everything, set_threads
+from .device import compile_modules, resolve_device, seed_everything, set_threads, threads_used
 from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .io import atomic_path, check_output_dir, write_json
 from .locks import run_lock
@@ -76,6 +76,8 @@ class TrainState:
     epoch: int = 0               # epochs finished in the current phase
     history: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     wall_s: dict[str, float] = dataclasses.field(default_factory=dict)
+    # torch threads each phase ran with, over all its invocations (None: unknown for part of it)
+    threads: dict[str, list[int] | None] = dataclasses.field(default_factory=dict)
 
 
 def cosine_lr(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -136,6 +138,7 @@ def _run_phase(name: str, *, model, params, n_items: int, batch_size: int, epoch
         scheduler.load_state_dict(payload["scheduler"])
     last_save = time.monotonic()
     start = time.monotonic() - state.wall_s.get(name, 0.0)
+    state.threads[name] = threads_used(state.threads.get(name), resumed=name in state.wall_s)
     bar = Progress(name, epochs, initial=state.epoch, mode=progress, every_s=progress_every)
     try:
         while state.epoch < epochs:
@@ -291,6 +294,7 @@ def save_model(out: Path, model, cfg: Config, ds: UCRDataset, state: TrainState,
         "fingerprint": fingerprint, "config": cfg.to_dict(),
         "final_losses": {k: v[-1] for k, v in state.history.items() if v},
         "wall_s": state.wall_s,
+        "threads": state.threads,
         "versions": software_versions(),
         "hardware": hardware_summary(next(model.parameters()).device),
     }
