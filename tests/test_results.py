@@ -218,6 +218,11 @@ def test_hardware_label_names_the_gpu_or_the_cpu_with_its_threads():
     assert hardware_label({"device": "cuda", "gpu": "NVIDIA H200", "cpu": "Xeon", "threads": 16}) == "NVIDIA H200"
     assert hardware_label({"device": "cpu", "gpu": None, "cpu": "AMD EPYC", "threads": 1}) == "AMD EPYC, 1 thread(s)"
     assert hardware_label({}) == "?, ? thread(s)"
+    # with every phase's threads recorded, those rather than the last invocation's
+    cpu = {"device": "cpu", "cpu": "AMD EPYC", "threads": 2}
+    assert hardware_label(cpu, {"train_stage1": [1], "scoring": [1]}) == "AMD EPYC, 1 thread(s)"
+    assert hardware_label(cpu, {"train_stage1": [1], "scoring": [1, 2]}) == "AMD EPYC, 1/2 threads by phase"
+    assert hardware_label(cpu, {"train_stage1": None, "scoring": [1]}) == "AMD EPYC, 2 thread(s)"   # partly unknown
 
 
 def test_markdown_table_without_rows_is_still_one_table():

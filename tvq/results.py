@@ -236,11 +236,17 @@ def earlier_defaults(config: dict[str, Any], reference: Config | None = None) ->
     return {k: v for k, v in EARLIER_DEFAULTS.items() if ref.get(k) != v and cfg.get(k) == v}
 
 
-def hardware_label(hw: dict[str, Any]) -> str:
+def hardware_label(hw: dict[str, Any], threads_phases: dict[str, Any] | None = None) -> str:
     """Where an entry ran, in a few words: the GPU's name, or the CPU's with torch's thread count
-    (which matters on a CPU and not beside a GPU)."""
+    (which matters on a CPU and not beside a GPU). The count is the last invocation's unless
+    ``threads_phases`` (an entry's threads per phase, all recorded) says what every phase used."""
     if hw.get("gpu"):
         return str(hw["gpu"])
+    if threads_phases and all(threads_phases.values()):
+        counts = sorted({n for v in threads_phases.values() for n in v})
+        if len(counts) > 1:
+            return f"{hw.get('cpu', '?')}, {'/'.join(map(str, counts))} threads by phase"
+        return f"{hw.get('cpu', '?')}, {counts[0]} thread(s)"
     return f"{hw.get('cpu', '?')}, {hw.get('threads', '?')} thread(s)"
 
 
@@ -288,7 +294,7 @@ def entries(root: Path | None = None, profile: str | None = None, evaluator: str
                      "scored_by": rec.get("evaluator", "own"), "evaluator": evaluator,
                      "full_budget": full, "budget": label, "precision": precision_label(rec["config"]),
                      "earlier_defaults": bool(earlier_defaults(rec["config"])),
-                     "hardware": hardware_label(hw),
+                     "hardware": hardware_label(hw, rec.get("threads_phases")),
                      "recon_mse_train": rec.get("reconstruction_mse", {}).get("train"),
                      "recon_mse_test": rec.get("reconstruction_mse", {}).get("test")})
     columns = ["dataset", "profile", "seed", "full_budget", "budget", "precision", "earlier_defaults"]
