@@ -315,7 +315,8 @@ def _save_draw(path: Path, fingerprint: dict[str, Any], x: torch.Tensor, labels:
     """A drawn sample set, with the configuration that drew it, written atomically."""
     with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:  # np.savez would rename a path
         np.savez(fh, x=x.cpu().numpy().astype(np.float32), labels=labels.cpu().numpy().astype(np.int64),
-                 sample_s=np.float64(sample_s), threads=np.array(json.dumps(threads)), key=np.array(json.dumps(fingerprint, sort_keys=True, default=str)))
+                 sample_s=np.float64(sample_s), threads=np.array(json.dumps(threads)),
+                 key=np.array(json.dumps(fingerprint, sort_keys=True, default=str)))
 
 
 def _load_draw(path: Path, fingerprint: dict[str, Any]
