@@ -212,7 +212,7 @@ def measured_rows(root, cfg) -> list[dict]:
     wall time (``wall_s_phases``). ``tstr`` is the entry's ``scoring`` (TSTR's fit plus FID and IS,
     which are seconds). Runs that spanned sessions count each phase's own time, not the gaps."""
     from tvq.reproduce import load_results
-    from tvq.results import budget_of, earlier_defaults, precision_label
+    from tvq.results import budget_of, earlier_defaults, precision_label, thread_counts
 
     rows = []
     for rec in load_results(root, full=True):
@@ -228,8 +228,8 @@ def measured_rows(root, cfg) -> list[dict]:
         # before, only the last invocation's count (hardware.threads) is known.
         threads, mixed, core_hours = hw.get("threads") or 1, None, None
         tp = {("tstr" if k == "scoring" else k): v for k, v in (rec.get("threads_phases") or {}).items()}
-        if tp and all(tp.get(k) for k in minutes):
-            counts = sorted({n for k in minutes for n in tp[k]})
+        counts = thread_counts(tp, minutes)
+        if counts:
             threads, mixed = (counts[0], None) if len(counts) == 1 else (max(counts), counts)
             # a phase that ran with several counts is charged its largest: an upper bound
             core_hours = sum(minutes[k] * max(tp[k]) for k in minutes) / 60

@@ -225,6 +225,17 @@ def test_hardware_label_names_the_gpu_or_the_cpu_with_its_threads():
     assert hardware_label(cpu, {"train_stage1": None, "scoring": [1]}) == "AMD EPYC, 2 thread(s)"   # partly unknown
 
 
+def test_thread_counts_is_the_union_over_the_phases_asked_for_or_none_where_one_is_unknown():
+    from tvq.results import thread_counts
+
+    tp = {"train_stage1": [2], "train_stage2": [1, 2], "scoring": [1], "evaluator": None}
+    assert thread_counts(tp, ["train_stage1", "train_stage2", "scoring"]) == [1, 2]
+    assert thread_counts(tp, ["train_stage1"]) == [2]
+    assert thread_counts(tp) is None                      # the evaluator's count is unknown
+    assert thread_counts(tp, ["train_stage1", "sampling_cond"]) is None   # a phase not recorded at all
+    assert thread_counts(None) is None and thread_counts({}) is None
+
+
 def test_markdown_table_without_rows_is_still_one_table():
     # A {table} directive around a glued table fails the strict build unless the glue holds
     # exactly one table: a chapter whose runs are missing must still produce one.

@@ -236,14 +236,26 @@ def earlier_defaults(config: dict[str, Any], reference: Config | None = None) ->
     return {k: v for k, v in EARLIER_DEFAULTS.items() if ref.get(k) != v and cfg.get(k) == v}
 
 
+def thread_counts(threads_phases: dict[str, Any] | None, phases=None) -> list[int] | None:
+    """The torch thread counts an entry's phases used (over all their invocations), sorted, or None
+    where a phase of ``phases`` (default: every phase recorded) has no record (entries before
+    ``threads_phases``, or a phase whose checkpoint predates it)."""
+    if not threads_phases:
+        return None
+    keys = list(threads_phases) if phases is None else list(phases)
+    if not keys or not all(threads_phases.get(k) for k in keys):
+        return None
+    return sorted({n for k in keys for n in threads_phases[k]})
+
+
 def hardware_label(hw: dict[str, Any], threads_phases: dict[str, Any] | None = None) -> str:
     """Where an entry ran, in a few words: the GPU's name, or the CPU's with torch's thread count
     (which matters on a CPU and not beside a GPU). The count is the last invocation's unless
     ``threads_phases`` (an entry's threads per phase, all recorded) says what every phase used."""
     if hw.get("gpu"):
         return str(hw["gpu"])
-    if threads_phases and all(threads_phases.values()):
-        counts = sorted({n for v in threads_phases.values() for n in v})
+    counts = thread_counts(threads_phases)
+    if counts:
         if len(counts) > 1:
             return f"{hw.get('cpu', '?')}, {'/'.join(map(str, counts))} threads by phase"
         return f"{hw.get('cpu', '?')}, {counts[0]} thread(s)"
